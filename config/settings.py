@@ -1,0 +1,113 @@
+"""The one settings class.
+
+Values come from, in order of precedence: constructor arguments, environment variables
+(`NEXTBEST_*`, plus `REDIS_URL`), then `config/nextbest.toml` (or the file named by
+`NEXTBEST_CONFIG`).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+ROLES = frozenset({"admin", "ingest", "decide", "agent", "sales"})
+_DEFAULT_TOML = Path(__file__).with_name("nextbest.toml")
+
+
+def _default_rules_dir() -> Path:
+    import rules
+
+    return Path(rules.__file__).parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="NEXTBEST_", extra="ignore")
+
+    redis_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("REDIS_URL", "NEXTBEST_REDIS_URL")
+    )
+    data_dir: Path = Path(".nextbest")
+    rules_dir: Path = Field(default_factory=_default_rules_dir)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_workers: int = 1
+    api_keys: dict[str, list[str]] = Field(default_factory=dict)
+    rate_limit_per_s: float = 0.0
+    model_secret: str = ""
+    partitions: int = Field(default=4, ge=1, le=1024)
+    currency: str = "EUR"
+    lateness_s: float = Field(default=3600.0, ge=0)
+    stream_maxlen: int = 5_000_000
+    deadletter_maxlen: int = 100_000
+    dedup_ttl_s: int = 30 * 86400
+    max_batch: int = 1000
+    max_body_bytes: int = 4 * 1024 * 1024
+    epsilon: float = Field(default=0.1, ge=0, le=1)
+    control_share: float = Field(default=0.05, ge=0, le=1)
+    churn_threshold: float = Field(default=0.6, ge=0, le=1)
+    model_publish_every: int = Field(default=50, ge=1)
+    flow_workers: int = 1
+    flow_processes: int = 1
+    flow_batch: int = 500
+    flow_recovery: bool = True
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = Path(os.environ.get("NEXTBEST_CONFIG", _DEFAULT_TOML))
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml))
+
+    @field_validator("api_keys")
+    @classmethod
+    def _known_roles(cls, keys: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, roles in keys.items():
+            unknown = set(roles) - ROLES
+            if unknown:
+                raise ValueError(f"api key {key[:4]}…: unknown roles {sorted(unknown)}")
+            if len(key) < 8:
+                raise ValueError(f"api key {key[:4]}…: shorter than 8 characters")
+        return keys
+
+    def secret(self) -> bytes:
+        """The key that signs model state; generated once into the data folder if unset."""
+        if self.model_secret:
+            return self.model_secret.encode()
+        path = self.data_dir / "model.secret"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_hex(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+    def env(self) -> dict[str, Any]:
+        """These settings as environment variables, for child processes."""
+        import json
+
+        out = {"NEXTBEST_" + k.upper(): v for k, v in self.model_dump(mode="json").items()}
+        out["NEXTBEST_API_KEYS"] = json.dumps(self.api_keys)
+        out.pop("NEXTBEST_REDIS_URL")
+        if self.redis_url:
+            out["REDIS_URL"] = self.redis_url
+        return {k: str(v) for k, v in out.items() if v is not None}
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,160 @@
+"""One customer's side of the loop: fold an event in, join feedback to decisions, label
+outcomes, score, and say what to write and which alerts to raise.
+
+`process(state, event, ctx)` is pure apart from the state it is handed: the flow calls it with
+bytewax's per-customer state; tests call it directly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from engine.alerts import Cooldown, churn_alert
+from engine.features import DAY, CustomerState
+from engine.models import OnlineModel
+from engine.types import Event
+from engine.vector import vectorize
+
+Output = tuple[Any, ...]
+
+
+@dataclass
+class Context:
+    """What processing needs besides the state: models, reward windows, thresholds."""
+
+    models: Callable[[], dict[str, OnlineModel]] = dict
+    reward_window: Callable[[str], float] = lambda offer_id: 7 * DAY
+    churn_threshold: float = 0.6
+    alert_cooldown_s: float = 7 * DAY
+
+
+@dataclass
+class Pending:
+    ts: float
+    x: dict[str, float]
+    deadlines: dict[str, float]
+    channel: str | None = None
+
+
+@dataclass
+class Customer:
+    """bytewax state for one customer key."""
+
+    state: CustomerState
+    pending: dict[str, Pending] = field(default_factory=dict)
+    cooldown: Cooldown = field(default_factory=Cooldown)
+    churn: float | None = None
+    decisions: list[str] = field(default_factory=list)
+
+
+def scores(c: Customer, models: dict[str, OnlineModel], x: dict[str, float]) -> dict[str, Any]:
+    outcomes = {
+        name.removeprefix("outcome:"): round(m.predict_one(x), 4)
+        for name, m in models.items() if name.startswith("outcome:") and m.examples
+    }
+    out: dict[str, Any] = {"outcomes": outcomes}
+    if "churned" in outcomes:
+        out["churn_risk"] = outcomes["churned"]
+    return out
+
+
+def _example(model: str, x: dict[str, float], y: bool, ts: float, **extra: Any) -> Output:
+    return ("example", model, x, y, ts, extra)
+
+
+def _on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
+    served = ev.get("offers", [])
+    deadlines = {o: ev["ts"] + ctx.reward_window(o) for o in served}
+    c.pending[ev["decision_id"]] = Pending(ev["ts"], ev.get("x", {}), deadlines, ev.get("channel"))
+    c.decisions = (c.decisions + [ev["decision_id"]])[-20:]
+    out: list[Output] = [("impression", "offer:" + o, False, ev["ts"]) for o in served]
+    out += [("impression", "offer:" + o, True, ev["ts"]) for o in ev.get("held_out", [])]
+    return out
+
+
+def _on_feedback(c: Customer, ev: Event, x_now: dict[str, float]) -> list[Output]:
+    offer, outcome = ev["offer_id"], ev["outcome"]
+    pend = c.pending.get(ev["decision_id"])
+    accepted = outcome == "accepted"
+    value = float(ev.get("value", 0.0) or 0.0)
+    if pend is None or offer not in pend.deadlines:
+        # late (already counted as ignored) or unknown decision: recorded, not learned twice
+        return [("feedback", "offer:" + offer, outcome, value, True, ev["ts"])]
+    del pend.deadlines[offer]
+    if not pend.deadlines:
+        del c.pending[ev["decision_id"]]
+    return [
+        _example("offer:" + offer, pend.x or x_now, accepted, ev["ts"]),
+        ("feedback", "offer:" + offer, outcome, value, False, ev["ts"]),
+    ]
+
+
+def _expire(c: Customer, now: float) -> list[Output]:
+    """Offers with no feedback within their reward window count as ignored (a negative)."""
+    out: list[Output] = []
+    for did in list(c.pending):
+        pend = c.pending[did]
+        for offer, deadline in list(pend.deadlines.items()):
+            if deadline < now:
+                del pend.deadlines[offer]
+                out.append(_example("offer:" + offer, pend.x, False, deadline))
+                out.append(("feedback", "offer:" + offer, "ignored", 0.0, False, deadline))
+        if not pend.deadlines:
+            del c.pending[did]
+    return out
+
+
+def process(c: Customer | None, ev: Event, ctx: Context) -> tuple[Customer | None, list[Output]]:
+    cid = ev["customer_id"]
+    if ev["type"] == "forget":
+        return None, [("forget", cid)]
+    if ev["type"] == "erase":
+        if c is None:
+            return None, [("erase", cid, [], [])]
+        return None, [("erase", cid, sorted(c.state.anonymous_ids), c.decisions)]
+    if c is None:
+        c = Customer(CustomerState(cid))
+    st = c.state
+    if st.is_duplicate(ev["event_id"]):
+        return c, []
+    st.remember(ev["event_id"], ev["ts"])
+    out: list[Output] = []
+    if ev["type"] == "decision":
+        out += _on_decision(c, ev, ctx)
+    elif ev["type"] != "tick":
+        st.update(ev)
+    st.last_ts = max(st.last_ts, ev["ts"])
+    features = st.features()
+    x = vectorize(features, st.attributes)
+    if ev["type"] == "feedback":
+        out += _on_feedback(c, ev, x)
+    elif ev["type"] == "outcome":
+        out.append(_example("outcome:" + ev["name"], x, bool(ev["value"]), ev["ts"]))
+    out += _expire(c, st.last_ts)
+    models = ctx.models()
+    sc = scores(c, models, x)
+    out += _alerts(c, sc, ev["ts"], ctx)
+    out.append(("profile", cid, snapshot(c, features, sc)))
+    return c, out
+
+
+def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context) -> list[Output]:
+    churn = sc.get("churn_risk")
+    if churn is None:
+        return []
+    prev, c.churn = c.churn, churn
+    alert = churn_alert(c.state.customer_id, c.state.owner, churn, prev, ctx.churn_threshold,
+                        c.state.purchase_total, ts)
+    if alert and c.cooldown.allow("churn_risk", ts, ctx.alert_cooldown_s):
+        return [("alert", alert.to_dict())]
+    return []
+
+
+def snapshot(c: Customer, features: dict[str, float], sc: dict[str, Any]) -> dict[str, Any]:
+    """What is written to Redis for the API: one compact document per customer."""
+    st = c.state
+    return {
+        "f": features, "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
+        "r": st.recent, "s": sc, "ids": sorted(st.anonymous_ids), "d": c.decisions[-5:],
+    }

@@ -1,0 +1,140 @@
+"""The decision: which offers or actions, in which order, for this customer now.
+
+Steps: candidates (request filter, channel, validity) -> consent gate -> conditions
+(eligible, applicable, suitable) -> control group hold-out -> score (propensity x value x lever)
+-> exploration (epsilon-greedy over the ranking, with the probability of the served choice
+logged) -> top `limit`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.catalog import Catalog, Offer
+from engine.models import OnlineModel
+from engine.types import Vector
+
+
+@dataclass
+class Profile:
+    """What the decision knows about the customer (read from Redis)."""
+
+    customer_id: str
+    features: dict[str, Any] = field(default_factory=dict)
+    attributes: dict[str, Any] = field(default_factory=dict)
+    scores: dict[str, Any] = field(default_factory=dict)
+    consent: dict[str, bool] = field(default_factory=dict)
+    known: bool = False
+
+
+@dataclass
+class Request:
+    channel: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    limit: int = 1
+    offers: list[str] | None = None
+
+
+@dataclass
+class Scored:
+    offer: Offer
+    propensity: float
+    score: float
+    reasons: list[str]
+    learned: bool
+
+
+@dataclass
+class Decision:
+    ranked: list[Scored]
+    explored: bool
+    probability: float          # probability that the policy served ranked[0] first
+    held_out: list[str]         # offers withheld for the control group
+    rejected: dict[str, str]    # offer id -> why it was not a candidate
+    x: Vector
+
+
+def in_control(customer_id: str, offer: Offer, share: float) -> bool:
+    """Stable per customer and offer: the same customer is always in or out.
+
+    >>> in_control("c1", Offer(id="o"), 0.0), in_control("c1", Offer(id="o"), 1.0)
+    (False, True)
+    """
+    share = offer.control if offer.control is not None else share
+    digest = hashlib.blake2b(f"{offer.id}|{customer_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64 < share
+
+
+def rule_data(profile: Profile, request: Request) -> dict[str, Any]:
+    return {
+        "features": profile.features,
+        "attributes": profile.attributes,
+        "scores": profile.scores,
+        "context": {**request.context, "channel": request.channel},
+        "customer": {"id": profile.customer_id, "known": profile.known},
+    }
+
+
+def candidates(
+    catalog: Catalog, profile: Profile, request: Request, now: float,
+    blocked: dict[str, str] | None = None,
+) -> tuple[list[Offer], dict[str, str]]:
+    """Offers that may be shown, and why each other one may not."""
+    data = rule_data(profile, request)
+    marketing_ok = profile.consent.get("marketing", False)
+    wanted = set(request.offers) if request.offers is not None else None
+    keep, rejected = [], dict(blocked or {})
+    for offer in catalog.offers:
+        if offer.id in rejected:
+            continue
+        if wanted is not None and offer.id not in wanted:
+            continue
+        if not offer.available(request.channel, now):
+            rejected[offer.id] = "channel or validity"
+        elif offer.marketing and not marketing_ok:
+            rejected[offer.id] = "no marketing consent"
+        else:
+            ok, failed = catalog.check(offer.id, data)
+            if ok:
+                keep.append(offer)
+            else:
+                rejected[offer.id] = f"{failed} condition false"
+    return keep, rejected
+
+
+def score(offer: Offer, model: OnlineModel | None, x: Vector) -> Scored:
+    learned = model is not None and model.examples > 0
+    p = model.predict_one(x) if learned and model is not None else offer.prior
+    value = offer.value or 1.0
+    s = p * value * offer.lever
+    reasons = [
+        f"propensity {p:.3f}" + ("" if learned else " (prior, not yet learned)"),
+        f"value {offer.value:g}",
+        f"lever {offer.lever:g}",
+    ]
+    return Scored(offer, p, s, reasons, learned)
+
+
+def decide(
+    catalog: Catalog, models: dict[str, OnlineModel], profile: Profile, request: Request,
+    x: Vector, now: float, rng: random.Random, epsilon: float, control_share: float,
+    blocked: dict[str, str] | None = None,
+) -> Decision:
+    offers, rejected = candidates(catalog, profile, request, now, blocked)
+    held = [o.id for o in offers if o.marketing and in_control(profile.customer_id, o, control_share)]
+    scored = [score(o, models.get(o.id), x) for o in offers if o.id not in held]
+    scored.sort(key=lambda s: -s.score)
+    if not scored:
+        return Decision([], False, 1.0, held, rejected, x)
+    k = len(scored)
+    explored = k > 1 and rng.random() < epsilon
+    if explored:
+        pick = rng.randrange(k)
+        scored.insert(0, scored.pop(pick))
+        scored[0].reasons.append("exploration")
+    greedy_first = not explored or pick == 0
+    probability = epsilon / k + ((1 - epsilon) if greedy_first else 0.0)
+    return Decision(scored[: max(1, request.limit)], explored, probability, held, rejected, x)

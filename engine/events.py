@@ -1,0 +1,215 @@
+"""The event contract: parse raw input into a validated event, or say exactly why not.
+
+>>> ev = parse(b'{"event_id": "e1", "type": "click", "ts": 1700000000, "anonymous_id": "a1"}')
+>>> ev["ts"], ev["action"]
+(1700000000.0, 'page_view')
+>>> try:
+...     parse(b'{"event_id": "e2", "type": "transaction", "ts": 1, "customer_id": "c", "amount": -1}')
+... except BadEvent as e:
+...     print(e)
+amount: Input should be greater than or equal to 0
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal, Union
+
+import orjson
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StrictBool,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+
+from engine.types import Event
+
+TYPES = ("click", "call", "transaction", "profile", "identify", "consent", "feedback", "outcome")
+Scalar = Union[str, int, float, bool, None]
+ShortStr = Annotated[str, Field(min_length=1, max_length=256)]
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+MIN_TS, MAX_TS = 0.0, 4102444800.0  # 1970 .. 2100
+
+
+class BadEvent(ValueError):
+    """An event that breaks the contract; the message names the field and the rule."""
+
+
+def to_ts(value: Any) -> float:
+    """RFC 3339 with offset, or Unix seconds, to Unix seconds.
+
+    >>> to_ts("2024-01-01T00:00:00+01:00")
+    1704063600.0
+    """
+    if isinstance(value, bool):
+        raise ValueError("ts must be RFC 3339 or Unix seconds, not a boolean")
+    if isinstance(value, (int, float)):
+        ts = float(value)
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise ValueError(f"ts {value[:40]!r} is not RFC 3339") from exc
+        if parsed.tzinfo is None:
+            raise ValueError(f"ts {value[:40]!r} has no UTC offset")
+        ts = parsed.timestamp()
+    else:
+        raise ValueError(f"ts must be a string or number, got {type(value).__name__}")
+    if not MIN_TS <= ts <= MAX_TS or ts != ts:
+        raise ValueError(f"ts {value!r} is out of range")
+    return ts
+
+
+Ts = Annotated[float, BeforeValidator(to_ts)]
+
+
+class _Base(BaseModel):
+    model_config = ConfigDict(extra="allow", str_max_length=4096)
+    event_id: Id
+    ts: Ts
+    customer_id: Id | None = None
+    anonymous_id: Id | None = None
+    channel: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+
+    @model_validator(mode="after")
+    def _needs_customer(self) -> _Base:
+        if self.customer_id is None and getattr(self, "type", None) != "click":
+            raise ValueError("customer_id is required")
+        return self
+
+
+class Click(_Base):
+    type: Literal["click"]
+    action: Literal[
+        "page_view", "product_view", "search", "add_to_cart", "remove_from_cart", "checkout",
+        "offer_view",
+    ] = "page_view"
+    page: ShortStr | None = None
+    product_id: ShortStr | None = None
+    category: ShortStr | None = None
+    query: ShortStr | None = None
+    session_id: ShortStr | None = None
+    price: Annotated[float, Field(ge=0)] | None = None
+
+    @model_validator(mode="after")
+    def _needs_someone(self) -> Click:
+        if self.customer_id is None and self.anonymous_id is None:
+            raise ValueError("a click needs customer_id or anonymous_id")
+        return self
+
+
+class Call(_Base):
+    type: Literal["call"]
+    direction: Literal["inbound", "outbound"] = "inbound"
+    reason: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    duration_s: Annotated[float, Field(ge=0)] = 0.0
+    sentiment: Annotated[float, Field(ge=-1, le=1)] | None = None
+    outcome: Literal["resolved", "unresolved", "escalated", "callback", "sale"] | None = None
+    agent_id: ShortStr | None = None
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    product_id: ShortStr | None = None
+    category: ShortStr | None = None
+    quantity: Annotated[float, Field(ge=0)] = 1
+    unit_price: Annotated[float, Field(ge=0)] = 0.0
+
+
+class Transaction(_Base):
+    type: Literal["transaction"]
+    kind: Literal["purchase", "refund", "payment"] = "purchase"
+    amount: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    order_id: ShortStr | None = None
+    items: Annotated[list[Item], Field(max_length=500)] = []
+
+
+class Profile(_Base):
+    type: Literal["profile"]
+    attributes: Annotated[dict[Annotated[str, Field(max_length=64)], Scalar], Field(max_length=200)] = {}
+    owner: ShortStr | None = None
+
+
+class Identify(_Base):
+    type: Literal["identify"]
+    anonymous_id: Id
+    customer_id: Id
+
+
+class Consent(_Base):
+    type: Literal["consent"]
+    purpose: Literal["marketing", "personalization"]
+    granted: StrictBool
+
+
+class Feedback(_Base):
+    type: Literal["feedback"]
+    decision_id: Id
+    offer_id: Id
+    outcome: Literal["accepted", "rejected", "ignored"]
+    value: Annotated[float, Field(allow_inf_nan=False)] | None = None
+
+
+class Outcome(_Base):
+    type: Literal["outcome"]
+    name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    value: StrictBool | Annotated[float, Field(allow_inf_nan=False)]
+
+
+AnyEvent = Annotated[
+    Union[Click, Call, Transaction, Profile, Identify, Consent, Feedback, Outcome],
+    Field(discriminator="type"),
+]
+_adapter: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+
+
+def _reason(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:3]:
+        loc = ".".join(str(p) for p in err["loc"] if p not in TYPES)
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"{loc}: {msg}" if loc else msg)
+    return "; ".join(parts)
+
+
+def validate(obj: Any) -> Event:
+    """Validate a decoded JSON object; return it normalised (`ts` in Unix seconds)."""
+    if not isinstance(obj, dict):
+        raise BadEvent(f"an event must be a JSON object, got {type(obj).__name__}")
+    kind = obj.get("type")
+    if kind not in TYPES:
+        raise BadEvent(f"type: {kind!r} is not one of {', '.join(TYPES)}")
+    try:
+        model = _adapter.validate_python(obj)
+    except ValidationError as exc:
+        raise BadEvent(_reason(exc)) from None
+    return model.model_dump(exclude_none=True)
+
+
+def parse(raw: bytes | str) -> Event:
+    """Decode and validate one JSON event."""
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadEvent(f"not JSON: {exc}") from None
+    return validate(obj)
+
+
+def routing_key(event: Event) -> str:
+    """What the event is partitioned by: the customer, else the anonymous id.
+
+    `identify` routes by its anonymous id, so it stays in order with that id's clicks.
+    """
+    if event["type"] == "identify" or "customer_id" not in event:
+        return "anon:" + event["anonymous_id"]
+    return str(event["customer_id"])
+
+
+def dumps(event: Event) -> bytes:
+    return orjson.dumps(event)

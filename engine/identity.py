@@ -1,0 +1,49 @@
+"""Identity resolution for anonymous ids, keyed by the anonymous id.
+
+Before `identify`, events of an anonymous id are processed under the pseudo-customer
+`anon:<id>` and kept (bounded) so they can be merged. On `identify`, the kept events are handed
+to the customer (the customer's dedup by event id makes this safe to repeat), the pseudo-customer
+is forgotten, and from then on the id's events go straight to the customer.
+
+>>> s, out = resolve(None, {"type": "click", "event_id": "e1", "ts": 1.0, "anonymous_id": "a"})
+>>> [o[0] for o in out], out[0][1]["customer_id"]
+(['event'], 'anon:a')
+>>> s, out = resolve(s, {"type": "identify", "event_id": "e2", "ts": 2.0, "anonymous_id": "a", "customer_id": "c"})
+>>> [(o[0], o[1].get("customer_id") if o[0] == "event" else o[1]) for o in out]
+[('link', 'a'), ('event', 'c'), ('event', 'c'), ('event', 'anon:a')]
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.types import Event
+
+MAX_KEPT = 500
+
+
+@dataclass
+class Anonymous:
+    customer_id: str | None = None
+    kept: list[Event] = field(default_factory=list)
+
+
+def resolve(state: Anonymous | None, ev: Event) -> tuple[Anonymous, list[tuple[Any, ...]]]:
+    state = state or Anonymous()
+    anon = ev["anonymous_id"]
+    if ev["type"] == "identify":
+        cid = ev["customer_id"]
+        first_link = state.customer_id is None
+        state.customer_id = cid
+        out: list[tuple[Any, ...]] = [("link", anon, cid), ("event", ev)]
+        out += [("event", {**kept, "customer_id": cid}) for kept in state.kept]
+        if first_link:  # the pseudo-customer goes, in order after its own events
+            out.append(("event", {"type": "forget", "_internal": True, "customer_id": "anon:" + anon,
+                                  "event_id": "forget:" + anon, "ts": ev["ts"]}))
+        state.kept = []
+        return state, out
+    if state.customer_id is not None:
+        return state, [("event", {**ev, "customer_id": state.customer_id})]
+    state.kept = (state.kept + [ev])[-MAX_KEPT:]
+    return state, [("event", {**ev, "customer_id": "anon:" + anon})]

@@ -1,0 +1,81 @@
+"""The model side of the loop: one `ModelState` per model name, fed examples and impressions.
+
+Offer models also count what the offer did (impressions, accepts, revenue, control group), so
+the figures are exactly-once with the model in bytewax's snapshots.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from engine.models import OnlineModel
+
+
+@dataclass
+class OfferStats:
+    impressions: int = 0
+    control: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    ignored: int = 0
+    late: int = 0
+    revenue: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        shown = self.impressions
+        return {
+            "impressions": shown, "control_impressions": self.control,
+            "accepted": self.accepted, "rejected": self.rejected, "ignored": self.ignored,
+            "late_feedback": self.late, "revenue": round(self.revenue, 2),
+            "acceptance_rate": round(self.accepted / shown, 4) if shown else None,
+        }
+
+
+@dataclass
+class ModelState:
+    model: OnlineModel
+    stats: OfferStats = field(default_factory=OfferStats)
+    published: int = -1
+    last_ts: float = 0.0
+    drift_alerted_at: int | None = None
+
+    def meta(self) -> dict[str, Any]:
+        return {"name": self.model.name, "version": self.model.version, "ts": self.last_ts,
+                **self.model.quality(), "performance": self.stats.to_dict()}
+
+
+def apply(state: ModelState | None, name: str, item: tuple[Any, ...]) -> tuple[ModelState, bool]:
+    """Fold one item in; True when the model's quality drift detector fired."""
+    state = state or ModelState(OnlineModel(name))
+    kind, fired = item[0], False
+    if kind == "example":
+        _, _, x, y, ts, _extra = item
+        fired = state.model.learn_one(x, y)
+        state.last_ts = max(state.last_ts, ts)
+    elif kind == "impression":
+        _, _, control, _ts = item
+        if control:
+            state.stats.control += 1
+        else:
+            state.stats.impressions += 1
+    elif kind == "feedback":
+        _, _, outcome, value, late, _ts = item
+        st = state.stats
+        if late:
+            st.late += 1
+        if outcome == "accepted":
+            st.accepted += 1
+            st.revenue += value
+        elif not late:
+            setattr(st, outcome, getattr(st, outcome) + 1)
+    return state, fired
+
+
+def should_publish(state: ModelState, every: int) -> bool:
+    """Publish the first version at once, then every `every` changes."""
+    v = state.model.version + state.stats.impressions
+    if state.published < 0 or v - state.published >= every:
+        state.published = v
+        return True
+    return False

@@ -1,0 +1,106 @@
+"""The Redis key layout and codecs: the one place in `engine` that knows about Redis.
+
+Every key of one customer carries the customer id as a hash tag (`{c1}`) so Redis Cluster keeps
+them in one slot; partition streams carry their partition as the tag, together with the dedup
+keys and counters that the ingest script touches atomically.
+"""
+
+from __future__ import annotations
+
+import zlib
+from typing import Any
+
+import orjson
+
+PREFIX = "nb"
+DLQ = f"{PREFIX}:dlq"
+ALERTS = f"{PREFIX}:alerts"
+ALERT_STATUS = f"{PREFIX}:alerts:status"
+MODELS = f"{PREFIX}:models"
+MODELS_META = f"{PREFIX}:models:meta"
+MODELS_CHANNEL = f"{PREFIX}:models:changed"
+CLOCK = f"{PREFIX}:clock"
+CUSTOMERS = f"{PREFIX}:customers"
+STATS = f"{PREFIX}:stats"
+HEARTBEAT = f"{PREFIX}:flow:heartbeat"
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """Stable partition of a routing key (customer or anonymous id).
+
+    >>> partition_of("c1", 4) == partition_of("c1", 4)
+    True
+    """
+    return zlib.crc32(key.encode()) % partitions
+
+
+def stream(p: int) -> str:
+    return f"{PREFIX}:ev:{{p{p}}}"
+
+
+def seen(p: int, event_id: str) -> str:
+    return f"{PREFIX}:seen:{{p{p}}}:{event_id}"
+
+
+def ingested(p: int) -> str:
+    return f"{PREFIX}:in:{{p{p}}}"
+
+
+def processed(p: int) -> str:
+    return f"{PREFIX}:done:{{p{p}}}"
+
+
+def customer(cid: str) -> str:
+    return f"{PREFIX}:c:{{{cid}}}"
+
+
+def contact(cid: str) -> str:
+    return f"{PREFIX}:contact:{{{cid}}}"
+
+
+def anon(anonymous_id: str) -> str:
+    return f"{PREFIX}:anon:{{{anonymous_id}}}"
+
+
+def decision(decision_id: str) -> str:
+    return f"{PREFIX}:dec:{decision_id}"
+
+
+def customer_keys(cid: str) -> list[str]:
+    """Every per-customer key (erasure deletes these, plus anonymous links and decisions)."""
+    return [customer(cid), contact(cid)]
+
+
+# KEYS: stream, seen-key, ingested-counter. ARGV: payload, dedup ttl, maxlen.
+# Adds the event once per event id; returns 1 when added, 0 for a duplicate.
+INGEST_LUA = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[1])
+  redis.call('INCR', KEYS[3])
+  return 1
+end
+return 0
+"""
+
+# KEYS: clock. ARGV: ts. Moves the clock forward only.
+CLOCK_LUA = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > cur then redis.call('SET', KEYS[1], ARGV[1]) return ARGV[1] end
+return tostring(cur)
+"""
+
+
+def _default(obj: Any) -> Any:
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    if isinstance(obj, (set, frozenset)):
+        return sorted(obj)
+    raise TypeError(f"cannot encode {type(obj).__name__}")
+
+
+def encode(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+
+
+def decode(raw: bytes | str | None) -> Any:
+    return None if raw is None else orjson.loads(raw)

@@ -1,0 +1,41 @@
+"""Model inputs: features, profile attributes and request context as one flat vector.
+
+Numbers stay numbers (River scales them online); strings become one-hot `name=value`; booleans
+become 0/1.
+
+>>> vectorize({"clicks": 3}, {"plan": "gold", "age": 41, "vip": True}, {"channel": "web"})
+{'clicks': 3.0, 'attr_plan=gold': 1.0, 'attr_age': 41.0, 'attr_vip': 1.0, 'ctx_channel=web': 1.0}
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine.types import Vector
+
+_SKIP_FEATURES = ("days_since_",)
+
+
+def _put(out: Vector, name: str, value: Any) -> None:
+    if isinstance(value, bool):
+        out[name] = 1.0 if value else 0.0
+    elif isinstance(value, (int, float)):
+        out[name] = float(value)
+    elif isinstance(value, str) and len(value) <= 64:
+        out[f"{name}={value}"] = 1.0
+
+
+def vectorize(
+    features: dict[str, Any], attributes: dict[str, Any] | None = None,
+    context: dict[str, Any] | None = None,
+) -> Vector:
+    out: Vector = {}
+    for name, value in features.items():
+        if name.startswith(_SKIP_FEATURES) and value == -1.0:
+            continue
+        _put(out, name, value)
+    for name, value in (attributes or {}).items():
+        _put(out, "attr_" + name, value)
+    for name, value in (context or {}).items():
+        _put(out, "ctx_" + name, value)
+    return out

@@ -1,0 +1,1 @@
+"""bytewax dataflows: they own every write of derived state (features, models, alerts)."""

@@ -1,0 +1,156 @@
+"""The engine's dataflow, built by `build_flow(settings)`.
+
+    stream partitions -> parse (bad -> dead letter) -> identity (anonymous ids)
+      -> customer state, features, feedback joins, scores, alerts (keyed by customer)
+      -> models and offer statistics (keyed by model name) -> Redis
+
+Run it with `python -m bytewax.run flows.main:flow` (settings from the environment), or through
+`nextbest up`.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any, Iterable
+
+import bytewax.operators as op
+from bytewax.dataflow import Dataflow
+from bytewax.inputs import Source
+from bytewax.outputs import Sink
+
+from config import Settings, get_settings
+from engine import learning
+from engine.catalog import Catalog
+from engine.customer import Context, Customer, process
+from engine.events import BadEvent, parse
+from engine.identity import Anonymous, resolve
+from engine.models import sign
+from engine.rules import RuleError
+from flows.models import ModelCache
+from flows.sink import RedisSink
+from flows.source import Item, RedisStreamSource
+
+INTERNAL = {"decision", "erase", "tick", "forget"}
+
+
+def parse_item(item: Item) -> tuple[Any, ...]:
+    p, seq, raw = item
+    try:
+        ev = _parse_internal(raw)
+    except BadEvent as exc:
+        return ("bad", raw, str(exc), p, seq)
+    ev["_p"], ev["_seq"] = p, seq
+    return ("ok", ev)
+
+
+def _parse_internal(raw: bytes) -> dict[str, Any]:
+    import orjson
+
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadEvent(f"not JSON: {exc}") from None
+    if isinstance(obj, dict) and obj.get("type") in INTERNAL and obj.get("_internal"):
+        return obj
+    return parse(raw)
+
+
+def needs_identity(t: tuple[Any, ...]) -> bool:
+    ev = t[1]
+    return ev["type"] == "identify" or "customer_id" not in ev
+
+
+def _reward_windows(settings: Settings) -> Any:
+    state: dict[str, Any] = {"catalog": None}
+
+    def window(offer_id: str) -> float:
+        if state["catalog"] is None:
+            try:
+                state["catalog"] = Catalog.load(settings.rules_dir / "offers.yaml")
+            except RuleError:
+                return 7 * 86400.0
+        offer = state["catalog"].by_id.get(offer_id)
+        return (offer.reward_window_days if offer else 7.0) * 86400.0
+
+    return window
+
+
+def build_flow(
+    settings: Settings, source: Source[Item] | None = None, sink: Sink[Any] | None = None,
+) -> Dataflow:
+    url = settings.redis_url
+    secret = settings.secret()
+    cache = ModelCache(url, secret)
+    ctx = Context(models=cache.get, reward_window=_reward_windows(settings),
+                  churn_threshold=settings.churn_threshold)
+    source = source or RedisStreamSource(str(url), settings.partitions, settings.flow_batch)
+    sink = sink or RedisSink(str(url), settings.deadletter_maxlen)
+
+    flow = Dataflow("nextbest")
+    parsed = op.map("parse", op.input("events", flow, source), parse_item)
+    valid = op.branch("valid", parsed, lambda t: t[0] == "ok")
+    dead = op.flat_map("dead_letter", valid.falses, lambda t: [
+        ("dlq", t[1], t[2], f"partition {t[3]}"), ("progress", t[3], t[4])])
+
+    anon = op.branch("anonymous", valid.trues, needs_identity)
+    by_anon = op.key_on("by_anonymous_id", anon.trues, lambda t: t[1]["anonymous_id"])
+    resolved = op.key_rm("resolved", op.stateful_flat_map(
+        "identity", by_anon, lambda s, t: resolve(s, t[1])))
+    is_event = op.branch("identity_events", resolved, lambda o: o[0] == "event")
+    events = op.merge("all_events", op.map("known", anon.falses, lambda t: t[1]),
+                      op.map("linked", is_event.trues, lambda o: o[1]))
+
+    def customer_step(state: Customer | None, ev: dict[str, Any]) -> tuple[Any, Iterable[Any]]:
+        state, out = process(state, ev, ctx)
+        if "_p" in ev:
+            out.append(("progress", ev["_p"], ev["_seq"]))
+        return state, out
+
+    by_customer = op.key_on("by_customer", events, lambda ev: str(ev["customer_id"]))
+    outputs = op.key_rm("customer_out", op.stateful_flat_map("customer", by_customer, customer_step))
+    to_models = op.branch("to_models", outputs,
+                          lambda o: o[0] in ("example", "impression", "feedback"))
+
+    def model_step(state: learning.ModelState | None, item: tuple[Any, ...]) -> tuple[Any, list[Any]]:
+        state, fired = learning.apply(state, item[1], item)
+        out: list[Any] = []
+        if fired:
+            out.append(("alert", _model_drift_alert(state)))
+        if learning.should_publish(state, settings.model_publish_every):
+            out.append(("model", state.model.name, sign(state, secret), state.meta()))
+        return state, out
+
+    by_model = op.key_on("by_model", to_models.trues, lambda o: o[1])
+    learned = op.key_rm("learned", op.stateful_flat_map("learn", by_model, model_step))
+    op.output("redis", op.merge("writes", dead, is_event.falses, to_models.falses, learned), sink)
+    return flow
+
+
+def _model_drift_alert(state: learning.ModelState) -> dict[str, Any]:
+    from engine.alerts import Alert
+
+    q = state.model.quality()
+    return Alert(
+        type="model_drift", customer_id=None, owner="admin", severity="high",
+        title=f"Model {state.model.name} quality drifted",
+        reasons=[f"ADWIN detected a change in the error rate after {q['examples']} examples",
+                 f"progressive AUC now {q['auc']}"],
+        score=1.0, ts=state.last_ts,
+    ).to_dict()
+
+
+def _flow_from_env() -> Dataflow:
+    settings = get_settings()
+    if not settings.redis_url:
+        raise SystemExit("REDIS_URL must be set for the flow (nextbest up sets it)")
+    return build_flow(settings)
+
+
+def __getattr__(name: str) -> Any:
+    # `python -m bytewax.run flows.main:flow` builds the flow lazily from the environment
+    if name == "flow":
+        return _flow_from_env()
+    raise AttributeError(name)
+
+
+EPOCH = timedelta(seconds=2)

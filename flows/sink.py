@@ -1,0 +1,95 @@
+"""Every write the flow makes, batched into one Redis pipeline per batch.
+
+Writes are absolute values (documents, model state, offsets), so writing a batch twice after a
+crash is harmless; alerts carry deterministic ids for the same reason.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis
+from bytewax.outputs import DynamicSink, StatelessSinkPartition
+
+from engine import store
+
+SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
+         "if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end return 1"
+
+
+class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
+    def __init__(self, url: str, dlq_maxlen: int, alerts_maxlen: int) -> None:
+        self.client = redis.Redis.from_url(url)
+        self.dlq_maxlen, self.alerts_maxlen = dlq_maxlen, alerts_maxlen
+        self.setmax = self.client.register_script(SETMAX)
+
+    def write_batch(self, items: list[tuple[Any, ...]]) -> None:
+        while True:
+            try:
+                self._write(items)
+                return
+            except (redis.ConnectionError, redis.TimeoutError):
+                time.sleep(0.5)  # Redis is away: wait and retry; nothing is dropped
+
+    def _write(self, items: list[tuple[Any, ...]]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        progress: dict[int, int] = {}
+        clock = 0.0
+        models_changed = False
+        for item in items:
+            kind = item[0]
+            if kind == "profile":
+                _, cid, doc = item
+                pipe.set(store.customer(cid), store.encode(doc))
+                if not cid.startswith("anon:"):
+                    pipe.sadd(store.CUSTOMERS, cid)
+                clock = max(clock, doc["t"])
+            elif kind == "progress":
+                progress[item[1]] = max(progress.get(item[1], 0), item[2])
+            elif kind == "alert":
+                pipe.xadd(store.ALERTS, {"a": store.encode(item[1])},
+                          maxlen=self.alerts_maxlen, approximate=True)
+            elif kind == "model":
+                _, name, blob, meta = item
+                pipe.hset(store.MODELS, name, blob)
+                pipe.hset(store.MODELS_META, name, store.encode(meta))
+                models_changed = True
+            elif kind == "dlq":
+                _, raw, reason, source = item
+                pipe.xadd(store.DLQ, {"raw": raw, "reason": reason, "source": source,
+                                      "ts": str(time.time())},
+                          maxlen=self.dlq_maxlen, approximate=True)
+                pipe.hincrby(store.STATS, "deadlettered", 1)
+            elif kind == "link":
+                pipe.set(store.anon(item[1]), item[2])
+            elif kind == "forget":
+                pipe.delete(store.customer(item[1]))
+            elif kind == "erase":
+                self._erase(pipe, *item[1:])
+        for p, seq in progress.items():
+            self.setmax(keys=[store.processed(p)], args=[seq], client=pipe)
+        if clock:
+            self.setmax(keys=[store.CLOCK], args=[clock], client=pipe)
+        if models_changed:
+            pipe.publish(store.MODELS_CHANNEL, b"1")
+        pipe.execute()
+
+    def _erase(self, pipe: Any, cid: str, anon_ids: list[str], decisions: list[str]) -> None:
+        pipe.delete(*store.customer_keys(cid))
+        pipe.srem(store.CUSTOMERS, cid)
+        for a in anon_ids:
+            pipe.delete(store.anon(a), store.customer("anon:" + a))
+        for d in decisions:
+            pipe.delete(store.decision(d))
+
+    def close(self) -> None:
+        self.client.close()
+
+
+class RedisSink(DynamicSink[tuple[Any, ...]]):
+    def __init__(self, url: str, dlq_maxlen: int = 100_000, alerts_maxlen: int = 100_000) -> None:
+        self.url, self.dlq_maxlen, self.alerts_maxlen = url, dlq_maxlen, alerts_maxlen
+
+    def build(self, step_id: str, worker_index: int, worker_count: int) -> _Writer:
+        return _Writer(self.url, self.dlq_maxlen, self.alerts_maxlen)

@@ -1,0 +1,1 @@
+"""nextbest: command line, embedded Redis, process supervision and the demo simulator."""
