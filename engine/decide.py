@@ -105,9 +105,24 @@ def candidates(
     return keep, rejected
 
 
+PRIOR_WEIGHT = 20.0  # examples' worth of belief in the catalog's prior
+
+
+def propensity(offer: Offer, model: OnlineModel | None, x: Vector) -> float:
+    """The model's P(accept), shrunk towards the offer's prior while it has few examples.
+
+    >>> propensity(Offer(id="o", prior=0.1), None, {})
+    0.1
+    """
+    if model is None or model.examples == 0:
+        return offer.prior
+    n = float(model.examples)
+    return (n * model.predict_one(x) + PRIOR_WEIGHT * offer.prior) / (n + PRIOR_WEIGHT)
+
+
 def score(offer: Offer, model: OnlineModel | None, x: Vector) -> Scored:
     learned = model is not None and model.examples > 0
-    p = model.predict_one(x) if learned and model is not None else offer.prior
+    p = propensity(offer, model, x)
     value = offer.value or 1.0
     s = p * value * offer.lever
     reasons = [

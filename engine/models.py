@@ -71,7 +71,7 @@ class OnlineModel:
         return {
             "examples": self.examples,
             "positives": self.positives,
-            "auc": round(self.auc.get(), 4) if self.examples else None,
+            "auc": round(self.auc.get(), 4) if 0 < self.positives < self.examples else None,
             "logloss": round(self.logloss.get(), 4) if self.examples else None,
             "drifts": self.drifts,
             "last_drift_at": self.last_drift_at,

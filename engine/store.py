@@ -104,3 +104,13 @@ def encode(obj: Any) -> bytes:
 
 def decode(raw: bytes | str | None) -> Any:
     return None if raw is None else orjson.loads(raw)
+
+
+def ingest_args(event: dict[str, Any], partitions: int, dedup_ttl: int, maxlen: int,
+                ) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of `INGEST_LUA` for one validated event (or internal record)."""
+    from engine.events import routing_key
+
+    p = partition_of(routing_key(event), partitions)
+    keys = [stream(p), seen(p, event["event_id"]), ingested(p)]
+    return keys, [encode(event), dedup_ttl, maxlen]

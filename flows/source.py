@@ -7,6 +7,7 @@ recovery it re-reads the stream from the start and rebuilds the same state.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -25,8 +26,16 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
         self.p, self.key, self.batch = p, store.stream(p), batch
         self.last_id, self.seq = resume or ("0-0", 0)
         self._awake: datetime | None = None
+        self._beat = 0.0
 
     def next_batch(self) -> list[Item]:
+        now = time.monotonic()
+        if now >= self._beat:  # tell the world the flow is alive (idle or not)
+            self._beat = now + 1.0
+            try:
+                self.client.set(store.HEARTBEAT, "1", ex=5)
+            except redis.RedisError:
+                pass
         try:
             res = self.client.xread({self.key: self.last_id}, count=self.batch)
         except redis.ConnectionError:

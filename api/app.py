@@ -1,0 +1,91 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from typing import Any, AsyncIterator
+
+import redis.asyncio as aioredis
+from fastapi import FastAPI
+from fastapi.responses import ORJSONResponse
+
+from api import errors, metrics
+from api.auth import KeyRing
+from api.context import AppState, RateLimiter
+from api.registry import CatalogHolder, ModelRegistry, watch
+from api.routers import admin, alerts, customers, decisions, events, health
+from config import Settings, get_settings
+from engine import store
+
+
+class Timing:
+    """Pure ASGI middleware: request latency by route template and status."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = [500]
+
+        async def send_wrapper(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics.REQUESTS.labels(path, str(status[0])).observe(time.perf_counter() - start)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    if not settings.redis_url:
+        raise RuntimeError("REDIS_URL is not set (nextbest up starts an embedded Redis and sets it)")
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        r = aioredis.from_url(str(settings.redis_url), max_connections=8,
+                              socket_timeout=2.0, socket_connect_timeout=1.0)
+        sub = aioredis.from_url(str(settings.redis_url))
+        st = AppState(settings, r, CatalogHolder(settings.rules_dir / "offers.yaml"),
+                      ModelRegistry(settings.secret()), KeyRing(settings.api_keys),
+                      RateLimiter(settings.rate_limit_per_s))
+        with contextlib.suppress(Exception):
+            st.ingest_sha = await r.script_load(store.INGEST_LUA)
+        if not st.ingest_sha:
+            import hashlib
+
+            st.ingest_sha = hashlib.sha1(store.INGEST_LUA.encode()).hexdigest()  # noqa: S324
+        app.state.nb = st
+        task = asyncio.create_task(watch(sub, st.models, st.catalog))
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await r.aclose()
+            await sub.aclose()
+
+    app = FastAPI(title="nextbest", version="1", default_response_class=ORJSONResponse,
+                  lifespan=lifespan,
+                  description="Real-time next-best-action, customer profiles and alerts.")
+    errors.install(app)
+    for module in (events, decisions, customers, alerts, admin, health):
+        app.include_router(module.router)
+    app.add_middleware(Timing)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """Entry for `uvicorn --factory api.app:app_from_env`."""
+    return create_app(get_settings())

@@ -1,0 +1,45 @@
+"""The per-process state of the API: settings, Redis, catalog, models, keys."""
+
+from __future__ import annotations
+
+import random
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio as aioredis
+
+from api.auth import KeyRing
+from api.errors import ApiError
+from api.registry import CatalogHolder, ModelRegistry
+from config import Settings
+
+
+class RateLimiter:
+    """Token bucket per API key (per process); `rate` 0 disables it."""
+
+    def __init__(self, rate: float, burst: float | None = None) -> None:
+        self.rate = rate
+        self.burst = burst or max(1.0, rate * 2)
+        self.buckets: dict[str, tuple[float, float]] = {}
+
+    def hit(self, key_id: str) -> None:
+        if self.rate <= 0:
+            return
+        now = time.monotonic()
+        tokens, last = self.buckets.get(key_id, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - last) * self.rate)
+        if tokens < 1:
+            raise ApiError(429, "rate_limited", f"more than {self.rate:g} requests/s for this key")
+        self.buckets[key_id] = (tokens - 1, now)
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    redis: aioredis.Redis
+    catalog: CatalogHolder
+    models: ModelRegistry
+    keys: KeyRing
+    limiter: RateLimiter
+    rng: random.Random = field(default_factory=random.Random)
+    ingest_sha: str = ""

@@ -1,0 +1,51 @@
+"""Appending raw inputs (events, decision records) to the partition streams, once per id."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.exceptions import NoScriptError
+
+from engine import store
+
+
+async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None) -> list[int]:
+    """Append validated events; returns 1 for each appended, 0 for each duplicate."""
+    s = st.settings
+    own = pipe is None
+    pipe = pipe or st.redis.pipeline(transaction=False)
+    for ev in events:
+        keys, args = store.ingest_args(ev, s.partitions, s.dedup_ttl_s, s.stream_maxlen)
+        pipe.evalsha(st.ingest_sha, len(keys), *keys, *args)
+    if not own:
+        return []
+    return [int(x) for x in await execute(st, pipe)]
+
+
+async def execute(st: Any, pipe: Any) -> list[Any]:
+    """Run a pipeline holding ingest calls; reload the script once if Redis lost it."""
+    commands = list(pipe.command_stack)
+    try:
+        return list(await pipe.execute())
+    except NoScriptError:
+        st.ingest_sha = await st.redis.script_load(store.INGEST_LUA)
+        retry = st.redis.pipeline(transaction=False)
+        for args, options in commands:
+            if args[0] == "EVALSHA":
+                args = ("EVALSHA", st.ingest_sha, *args[2:])
+            retry.execute_command(*args, **options)
+        return list(await retry.execute())
+
+
+async def dead_letter(r: aioredis.Redis, maxlen: int, items: list[tuple[bytes, str]],
+                      source: str) -> None:
+    if not items:
+        return
+    pipe = r.pipeline(transaction=False)
+    for raw, reason in items:
+        pipe.xadd(store.DLQ, {"raw": raw[:65536], "reason": reason, "source": source,
+                              "ts": str(time.time())}, maxlen=maxlen, approximate=True)
+    pipe.hincrby(store.STATS, "deadlettered", len(items))
+    await pipe.execute()

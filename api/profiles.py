@@ -1,0 +1,58 @@
+"""Reading a customer's document from Redis and bringing it to the engine's clock."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from engine import store
+from engine.decide import Profile
+from engine.features import DAY
+
+
+async def resolve(st: Any, customer_id: str | None, anonymous_id: str | None) -> str:
+    """The customer id to decide for: a linked anonymous id means its customer."""
+    if customer_id:
+        return customer_id
+    assert anonymous_id is not None
+    linked = await st.redis.get(store.anon(anonymous_id))
+    return linked.decode() if linked else "anon:" + anonymous_id
+
+
+async def fetch(st: Any, cid: str, extra: list[str] | None = None) -> tuple[dict[str, Any] | None, float, list[Any]]:
+    """The stored document, the engine clock (event time), and any extra keys' values."""
+    pipe = st.redis.pipeline(transaction=False)
+    pipe.get(store.customer(cid))
+    pipe.get(store.CLOCK)
+    for key in extra or []:
+        pipe.get(key)
+    raw, clock, *rest = await pipe.execute()
+    clock_ts = float(clock) if clock else 0.0
+    return store.decode(raw), clock_ts, rest
+
+
+def now_of(clock: float) -> float:
+    """Event time for a new record: the engine clock, or wall time before any event."""
+    return clock if clock > 0 else time.time()
+
+
+def aged(features: dict[str, Any], doc_ts: float, clock: float) -> dict[str, Any]:
+    """Recency features move on with the engine clock, not only with the customer's events."""
+    gap = max(0.0, clock - doc_ts) / DAY
+    if gap <= 0:
+        return features
+    out = dict(features)
+    for name, value in features.items():
+        if name.startswith("days_since_") and value >= 0:
+            out[name] = round(value + gap, 4)
+    return out
+
+
+def to_profile(cid: str, doc: dict[str, Any] | None, clock: float) -> Profile:
+    if doc is None:
+        return Profile(customer_id=cid)
+    return Profile(
+        customer_id=cid, features=aged(doc.get("f", {}), doc.get("t", clock), clock),
+        attributes=doc.get("a", {}), scores=doc.get("s", {}), consent=doc.get("c", {}),
+        known=True,
+    )

@@ -1,0 +1,121 @@
+"""What API processes hold in memory: the catalog and the published models.
+
+Both reload in the background (catalog on file change, models on a pub/sub notice with a slow
+poll as a safety net), never on the request path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+
+from engine import store
+from engine.catalog import Catalog
+from engine.learning import ModelState
+from engine.models import OnlineModel, UntrustedModel, load
+from engine.rules import RuleError
+
+log = logging.getLogger("nextbest.api")
+
+
+class CatalogHolder:
+    """The current catalog; a broken edit keeps the last good one and reports the error."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.catalog = Catalog.load(path)
+        self.mtime = path.stat().st_mtime
+        self.error: str | None = None
+
+    def refresh(self) -> bool:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError as exc:
+            self.error = f"{self.path.name}: {exc}"
+            return False
+        if mtime == self.mtime:
+            return False
+        self.mtime = mtime
+        try:
+            self.catalog = Catalog.load(self.path)
+            self.error = None
+            return True
+        except RuleError as exc:
+            self.error = str(exc)
+            log.error("catalog reload failed, keeping the previous one: %s", exc)
+            return False
+
+
+class ModelRegistry:
+    def __init__(self, secret: bytes) -> None:
+        self.secret = secret
+        self.states: dict[str, ModelState] = {}
+        self.meta: dict[str, dict[str, Any]] = {}
+        self.offers: dict[str, OnlineModel] = {}
+        self.outcomes: dict[str, OnlineModel] = {}
+        self.loaded = False
+
+    async def refresh(self, r: aioredis.Redis) -> None:
+        metas = {k.decode(): store.decode(v) for k, v in (await r.hgetall(store.MODELS_META)).items()}
+        changed = [n for n, m in metas.items()
+                   if n not in self.meta or m.get("version") != self.meta[n].get("version")
+                   or m != self.meta[n]]
+        stale = [n for n, m in metas.items() if n not in self.states
+                 or self.states[n].model.version != m.get("version")]
+        if stale:
+            blobs = await r.hmget(store.MODELS, stale)
+            for name, blob in zip(stale, blobs):
+                if blob is None:
+                    continue
+                try:
+                    self.states[name] = load(blob, self.secret)
+                except UntrustedModel:
+                    log.error("model %s has a bad signature; not loaded", name)
+        for name in changed:
+            self.meta[name] = metas[name]
+        self.offers = {n.removeprefix("offer:"): s.model for n, s in self.states.items()
+                       if n.startswith("offer:")}
+        self.outcomes = {n.removeprefix("outcome:"): s.model for n, s in self.states.items()
+                         if n.startswith("outcome:")}
+        self.loaded = True
+
+
+async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHolder,
+                poll_s: float = 5.0) -> None:
+    """Reload models on pub/sub notices (and every `poll_s` regardless), the catalog on change."""
+    pubsub = None
+    while True:
+        try:
+            if pubsub is None:
+                pubsub = r.pubsub()
+                await pubsub.subscribe(store.MODELS_CHANNEL)
+                await registry.refresh(r)
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s / 5)
+            if msg is not None or _tick(poll_s):
+                while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.01):
+                    pass  # coalesce a burst of notices into one reload
+                await registry.refresh(r)
+            catalog.refresh()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - Redis away: retry later, keep serving
+            log.warning("model watch: %s", exc)
+            pubsub = None
+            await asyncio.sleep(1.0)
+
+
+_last = [0.0]
+
+
+def _tick(every: float) -> bool:
+    import time
+
+    now = time.monotonic()
+    if now - _last[0] >= every:
+        _last[0] = now
+        return True
+    return False

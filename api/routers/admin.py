@@ -1,0 +1,86 @@
+"""Catalog, offer performance, models, engine status."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse
+
+from api.deps import Admin, Agent, State
+from api.errors import ApiError
+from engine import store
+
+router = APIRouter(tags=["catalog and models"])
+
+
+@router.get("/v1/offers", summary="The catalog")
+async def offers(st: State, _: Agent) -> ORJSONResponse:
+    return ORJSONResponse({"offers": [o.model_dump(exclude_none=True)
+                                      for o in st.catalog.catalog.offers],
+                           "error": st.catalog.error})
+
+
+def performance(st: Any, offer_id: str) -> dict[str, Any]:
+    meta = st.models.meta.get("offer:" + offer_id, {})
+    perf = dict(meta.get("performance") or {})
+    for k in ("impressions", "control_impressions", "accepted", "rejected", "ignored", "revenue"):
+        perf.setdefault(k, 0)
+    perf.setdefault("acceptance_rate", None)
+    perf.setdefault("uplift", None)
+    return {"offer_id": offer_id, **perf}
+
+
+@router.get("/v1/offers/{offer_id}/performance", summary="Impressions, accepts, uplift")
+async def offer_performance(offer_id: str, st: State, _: Agent) -> ORJSONResponse:
+    if offer_id not in st.catalog.catalog.by_id and "offer:" + offer_id not in st.models.meta:
+        raise ApiError(404, "not_found", f"offer {offer_id!r} is not in the catalog")
+    await st.models.refresh(st.redis)
+    return ORJSONResponse(performance(st, offer_id))
+
+
+@router.get("/v1/models", summary="Every model: version, examples, online quality, drift")
+async def models(st: State, _: Admin) -> ORJSONResponse:
+    await st.models.refresh(st.redis)
+    out = []
+    for name, meta in sorted(st.models.meta.items()):
+        kind, _, target = name.partition(":")
+        out.append({**{k: v for k, v in meta.items() if k != "performance"},
+                    "kind": kind, "target": target,
+                    "drift": {"detected": meta.get("drifts", 0) > 0,
+                              "count": meta.get("drifts", 0),
+                              "last_at_example": meta.get("last_drift_at")}})
+    return ORJSONResponse({"models": out})
+
+
+async def pending(st: Any) -> int:
+    n = st.settings.partitions
+    pipe = st.redis.pipeline(transaction=False)
+    for p in range(n):
+        pipe.get(store.ingested(p))
+        pipe.get(store.processed(p))
+    vals = [int(v or 0) for v in await pipe.execute()]
+    return sum(max(0, vals[2 * i] - vals[2 * i + 1]) for i in range(n))
+
+
+@router.get("/v1/status", summary="Pending events, event-time clock, counts")
+async def status(st: State, _: Admin) -> ORJSONResponse:
+    pipe = st.redis.pipeline(transaction=False)
+    pipe.get(store.CLOCK)
+    pipe.scard(store.CUSTOMERS)
+    pipe.hlen(store.MODELS)
+    pipe.hget(store.STATS, "deadlettered")
+    pipe.exists(store.HEARTBEAT)
+    clock, customers, nmodels, dead, alive = await pipe.execute()
+    return ORJSONResponse({
+        "pending": await pending(st), "clock": float(clock) if clock else None,
+        "clock_iso": _iso(float(clock)) if clock else None,
+        "customers": customers, "models": nmodels, "deadlettered": int(dead or 0),
+        "flow_alive": bool(alive), "catalog_error": st.catalog.error,
+    })
+
+
+def _iso(ts: float) -> str:
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ts, timezone.utc).isoformat()

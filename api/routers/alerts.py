@@ -1,0 +1,102 @@
+"""Alerts for sales staff and model owners: list, live stream (SSE), acknowledge."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Annotated, Any, AsyncIterator
+
+import orjson
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.responses import ORJSONResponse, StreamingResponse
+
+from api import alerts_store
+from api.deps import Sales, State
+from api.errors import ApiError
+from engine import store
+from engine.events import to_ts
+
+router = APIRouter(tags=["alerts"])
+
+
+def _filters(owner: str | None, type: str | None, customer_id: str | None,
+             since: str | None, status: str | None, severity: str | None) -> dict[str, Any]:
+    try:
+        since_ts = to_ts(float(since) if since and since.replace(".", "").isdigit() else since) \
+            if since else None
+    except ValueError as exc:
+        raise ApiError(422, "invalid_request", f"since: {exc}") from None
+    return {"owner": owner, "type": type, "customer_id": customer_id, "since": since_ts,
+            "status": status, "severity": severity}
+
+
+@router.get("/v1/alerts", summary="Alerts, newest first")
+async def list_alerts(st: State, _: Sales, owner: str | None = None, type: str | None = None,
+                      customer_id: str | None = None, since: str | None = None,
+                      status: str | None = None, severity: str | None = None,
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ORJSONResponse:
+    f = _filters(owner, type, customer_id, since, status, severity)
+    return ORJSONResponse({"alerts": await alerts_store.query(st.redis, limit=limit, **f)})
+
+
+@router.post("/v1/alerts/{alert_id}/ack", summary="Mark an alert handled")
+async def ack(alert_id: str, st: State, key_id: Sales) -> ORJSONResponse:
+    found = await alerts_store.query(st.redis, limit=1, alert_id=alert_id)
+    if not found and not await _exists(st, alert_id):
+        raise ApiError(404, "not_found", f"alert {alert_id!r} is unknown")
+    await st.redis.hset(store.ALERT_STATUS, alert_id, "acked")
+    return ORJSONResponse({"alert_id": alert_id, "status": "acked"})
+
+
+async def _exists(st: Any, alert_id: str) -> bool:
+    end = "+"
+    while True:
+        entries = await st.redis.xrevrange(store.ALERTS, max=end, count=1000)
+        if not entries:
+            return False
+        for _, fields in entries:
+            if store.decode(fields[b"a"]).get("alert_id") == alert_id:
+                return True
+        end = "(" + entries[-1][0].decode()
+
+
+@router.get("/v1/alerts/stream", summary="Live alerts as server-sent events")
+async def stream(request: Request, st: State, _: Sales, owner: str | None = None,
+                 type: str | None = None, customer_id: str | None = None,
+                 since: str | None = None, status: str | None = None,
+                 severity: str | None = None,
+                 last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+    f = _filters(owner, type, customer_id, since, status, severity)
+    start = last_event_id or "$"
+    if start != "$":
+        try:
+            await st.redis.xrange(store.ALERTS, min=start, count=1)
+        except Exception:  # noqa: BLE001 - a malformed Last-Event-ID
+            raise ApiError(422, "invalid_request", "Last-Event-ID is not an alert stream id") from None
+
+    async def events() -> AsyncIterator[bytes]:
+        import redis.asyncio as aioredis
+
+        r = aioredis.from_url(str(st.settings.redis_url))  # a blocking read needs its own link
+        last = start
+        if last == "$":
+            newest = await r.xrevrange(store.ALERTS, count=1)
+            last = newest[0][0].decode() if newest else "0-0"
+        try:
+            yield b": connected\n\n"
+            while not await request.is_disconnected():
+                res = await r.xread({store.ALERTS: last}, count=100, block=1000)
+                if not res:
+                    yield b": keep-alive\n\n"
+                    continue
+                for a in await alerts_store.with_status(r, res[0][1]):
+                    last = a["stream_id"]
+                    if alerts_store.matches(a, f):
+                        yield (f"id: {last}\nevent: alert\ndata: ".encode()
+                               + orjson.dumps(a) + b"\n\n")
+        except asyncio.CancelledError:
+            pass
+        finally:
+            await r.aclose()
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

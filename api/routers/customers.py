@@ -1,0 +1,109 @@
+"""The customer: profile with features and scores, next best action for agents, erasure."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from fastapi.responses import ORJSONResponse
+
+from api import alerts_store, profiles
+from api.deps import Admin, Agent, State
+from api.errors import ApiError
+from api.routers.decisions import DecisionIn, run_decision
+from engine import store
+from engine.vector import vectorize
+
+router = APIRouter(tags=["customers"])
+Horizon = Annotated[float, Query(gt=0, le=3650)]
+
+
+def live_scores(st: Any, doc: dict[str, Any], features: dict[str, Any],
+                horizon_days: float) -> dict[str, Any]:
+    """Stored scores, with model scores recomputed from the API's current models."""
+    x = vectorize(features, doc.get("a", {}))
+    scores = dict(doc.get("s", {}))
+    scores["offers"] = {oid: round(m.predict_one(x), 4) for oid, m in st.models.offers.items()
+                        if m.examples}
+    scores["outcomes"] = {n: round(m.predict_one(x), 4) for n, m in st.models.outcomes.items()
+                          if m.examples}
+    scores["churn_risk"] = scores["outcomes"].get("churned", scores.get("churn_risk"))
+    value = scores.pop("value", None)
+    if value:
+        from engine.value import at_horizon
+
+        scores.update(at_horizon(value, horizon_days))
+    for name in ("clv", "p_alive", "expected_purchases", "rfm", "segment", "tier"):
+        scores.setdefault(name, None)
+    return scores
+
+
+async def load(st: Any, customer_id: str) -> tuple[dict[str, Any], float]:
+    doc, clock, _ = await profiles.fetch(st, customer_id)
+    if doc is None:
+        raise ApiError(404, "not_found", f"customer {customer_id!r} is unknown")
+    return doc, clock
+
+
+@router.get("/v1/customers/{customer_id}", summary="A customer's profile, features and scores")
+async def get_customer(customer_id: str, st: State, _: Agent,
+                       horizon_days: Horizon = 365.0) -> ORJSONResponse:
+    doc, clock = await load(st, customer_id)
+    features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
+    alerts = await alerts_store.query(st.redis, customer_id=customer_id, status="open", limit=20)
+    return ORJSONResponse({
+        "customer_id": customer_id, "attributes": doc.get("a", {}), "owner": doc.get("o"),
+        "features": features, "scores": live_scores(st, doc, features, horizon_days),
+        "consent": doc.get("c", {}), "alerts": alerts, "anonymous_ids": doc.get("ids", []),
+        "recent": list(reversed(doc.get("r", []))), "updated_at": doc.get("t"), "clock": clock,
+    })
+
+
+@router.get("/v1/customers/{customer_id}/next-best-action",
+            summary="Actions for an agent talking to the customer now")
+async def next_best_action(customer_id: str, st: State, _: Agent, channel: str = "call_center",
+                           limit: Annotated[int, Query(ge=1, le=20)] = 3) -> ORJSONResponse:
+    doc, clock = await load(st, customer_id)
+    features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
+    scores = live_scores(st, doc, features, 365.0)
+    body = DecisionIn(customer_id=customer_id, channel=channel, limit=limit)
+    out, decision = await run_decision(st, body, customer_id)
+    churn = scores.get("churn_risk") or 0.0
+    actions = out["offers"]
+    if churn >= st.settings.churn_threshold:  # retention first when the customer may leave
+        actions.sort(key=lambda a: (a["kind"] != "retention", a["rank"]))
+    for rank, a in enumerate(actions, 1):
+        a["rank"] = rank
+        a["script"] = st.catalog.catalog.by_id[a["offer_id"]].script or a["title"]
+    alerts = await alerts_store.query(st.redis, customer_id=customer_id, status="open", limit=5)
+    summary = {
+        "tier": scores.get("tier"), "segment": scores.get("segment"), "clv": scores.get("clv"),
+        "churn_risk": scores.get("churn_risk"), "p_alive": scores.get("p_alive"),
+        "consent": doc.get("c", {}), "owner": doc.get("o"),
+        "last_interactions": list(reversed(doc.get("r", [])))[:5],
+        "total_spend": features.get("total_spend"), "open_alerts": alerts,
+    }
+    return ORJSONResponse({"decision_id": out["decision_id"], "customer_id": customer_id,
+                           "actions": actions, "summary": summary, "explored": out["explored"]})
+
+
+@router.delete("/v1/customers/{customer_id}", summary="Erase everything held about a customer")
+async def erase(customer_id: str, st: State, _: Admin) -> ORJSONResponse:
+    doc, clock, _ = await profiles.fetch(st, customer_id)
+    pipe = st.redis.pipeline(transaction=False)
+    pipe.delete(*store.customer_keys(customer_id))
+    pipe.srem(store.CUSTOMERS, customer_id)
+    for a in (doc or {}).get("ids", []):
+        pipe.delete(store.anon(a), store.customer("anon:" + a))
+    for d in (doc or {}).get("d", []):
+        pipe.delete(store.decision(d))
+    await pipe.execute()
+    removed = await alerts_store.erase(st.redis, customer_id)
+    from api import ingest
+
+    await ingest.append(st, [{"type": "erase", "_internal": True, "customer_id": customer_id,
+                              "event_id": f"erase:{customer_id}:{time.time_ns()}",
+                              "ts": profiles.now_of(clock)}])
+    return ORJSONResponse({"erased": customer_id, "found": doc is not None,
+                           "alerts_removed": removed})

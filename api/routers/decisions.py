@@ -1,0 +1,102 @@
+"""POST /v1/decisions and its feedback."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter
+from fastapi.responses import ORJSONResponse
+from pydantic import BaseModel, Field, model_validator
+
+from api import ingest, metrics, profiles
+from api.deps import Decide, State
+from api.errors import ApiError
+from engine import store
+from engine.decide import Decision, Request, decide
+from engine.events import BadEvent, validate
+from engine.vector import vectorize
+
+router = APIRouter(tags=["decisions"])
+Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+class DecisionIn(BaseModel):
+    customer_id: Id | None = None
+    anonymous_id: Id | None = None
+    channel: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    context: dict[str, Any] = Field(default_factory=dict, max_length=50)
+    limit: Annotated[int, Field(ge=1, le=50)] = 1
+    offers: Annotated[list[Id], Field(max_length=500)] | None = None
+
+    @model_validator(mode="after")
+    def _someone(self) -> DecisionIn:
+        if not self.customer_id and not self.anonymous_id:
+            raise ValueError("customer_id or anonymous_id is required")
+        return self
+
+
+class FeedbackIn(BaseModel):
+    offer_id: Id
+    outcome: Literal["accepted", "rejected", "ignored"]
+    value: float | None = Field(default=None, allow_inf_nan=False)
+
+
+def _offers(d: Decision) -> list[dict[str, Any]]:
+    return [{"offer_id": s.offer.id, "kind": s.offer.kind, "title": s.offer.title, "rank": i + 1,
+             "score": round(s.score, 6), "propensity": round(s.propensity, 6),
+             "value": s.offer.value, "reasons": s.reasons}
+            for i, s in enumerate(d.ranked)]
+
+
+async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, Any], Decision]:
+    doc, clock, _ = await profiles.fetch(st, cid)
+    profile = profiles.to_profile(cid, doc, clock)
+    req = Request(body.channel, body.context, body.limit, body.offers)
+    x = vectorize(profile.features, profile.attributes, {**body.context, "channel": body.channel})
+    d = decide(st.catalog.catalog, st.models.offers, profile, req, x, profiles.now_of(clock),
+               st.rng, st.settings.epsilon, st.settings.control_share)
+    did = secrets.token_urlsafe(12)
+    record = {
+        "type": "decision", "_internal": True, "event_id": "d:" + did, "decision_id": did,
+        "customer_id": cid, "ts": profiles.now_of(clock), "channel": body.channel,
+        "offers": [s.offer.id for s in d.ranked], "held_out": d.held_out,
+        "propensities": {s.offer.id: round(s.propensity, 6) for s in d.ranked},
+        "probability": d.probability, "explored": d.explored, "x": x,
+    }
+    pipe = st.redis.pipeline(transaction=False)
+    await ingest.append(st, [record], pipe)
+    pipe.set(store.decision(did), cid, ex=st.settings.dedup_ttl_s)
+    await ingest.execute(st, pipe)
+    metrics.DECISIONS.labels(body.channel or "none", str(d.explored).lower()).inc()
+    out = {"decision_id": did, "customer_id": cid, "offers": _offers(d), "explored": d.explored,
+           "probability": round(d.probability, 6), "held_out": d.held_out}
+    return out, d
+
+
+@router.post("/v1/decisions", summary="Next best offers for a customer, now")
+async def post_decision(body: DecisionIn, st: State, _: Decide) -> ORJSONResponse:
+    cid = await profiles.resolve(st, body.customer_id, body.anonymous_id)
+    out, _d = await run_decision(st, body, cid)
+    return ORJSONResponse(out)
+
+
+@router.post("/v1/decisions/{decision_id}/feedback", status_code=202,
+             summary="Record a customer's response to a decision")
+async def post_feedback(decision_id: str, body: FeedbackIn, st: State, _: Decide) -> ORJSONResponse:
+    raw = await st.redis.get(store.decision(decision_id))
+    if raw is None:
+        raise ApiError(404, "not_found", f"decision {decision_id!r} is unknown or expired")
+    _, clock, _ = await profiles.fetch(st, raw.decode())
+    event = {"event_id": f"fb:{decision_id}:{body.offer_id}", "type": "feedback",
+             "ts": profiles.now_of(clock), "customer_id": raw.decode(),
+             "decision_id": decision_id, "offer_id": body.offer_id, "outcome": body.outcome}
+    if body.value is not None:
+        event["value"] = body.value
+    try:
+        ev = validate(event)
+    except BadEvent as exc:
+        raise ApiError(422, "invalid_request", str(exc)) from None
+    added = await ingest.append(st, [ev])
+    metrics.FEEDBACK.labels(body.outcome).inc()
+    return ORJSONResponse({"accepted": 1, "duplicate": added == [0]}, status_code=202)

@@ -1,0 +1,54 @@
+"""POST /v1/events: validate, append good events durably, dead-letter bad ones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Request
+from fastapi.responses import ORJSONResponse
+
+from api import ingest, metrics
+from api.deps import Ingest, State
+from api.errors import ApiError
+from engine.events import BadEvent, validate
+
+router = APIRouter(tags=["events"])
+
+
+async def read_json(request: Request, limit: int) -> Any:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, "too_large", f"body over {limit} bytes")
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > limit:
+            raise ApiError(413, "too_large", f"body over {limit} bytes")
+    try:
+        return orjson.loads(bytes(raw))
+    except orjson.JSONDecodeError as exc:
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+
+
+@router.post("/v1/events", status_code=202, summary="Ingest one event or a list of events")
+async def post_events(request: Request, st: State, _: Ingest) -> ORJSONResponse:
+    body = await read_json(request, st.settings.max_body_bytes)
+    items = body if isinstance(body, list) else [body]
+    if len(items) > st.settings.max_batch:
+        raise ApiError(413, "batch_too_large",
+                       f"{len(items)} events in one call; at most {st.settings.max_batch}")
+    good, rejected, dead = [], [], []
+    for i, obj in enumerate(items):
+        try:
+            good.append(validate(obj))
+        except BadEvent as exc:
+            rejected.append({"index": i, "error": str(exc)})
+            dead.append((orjson.dumps(obj), str(exc)))
+    added = await ingest.append(st, good) if good else []
+    await ingest.dead_letter(st.redis, st.settings.deadletter_maxlen, dead, "api")
+    metrics.EVENTS.labels("accepted").inc(len(good))
+    metrics.EVENTS.labels("rejected").inc(len(rejected))
+    metrics.EVENTS.labels("duplicate").inc(added.count(0))
+    return ORJSONResponse({"accepted": len(good), "rejected": rejected,
+                           "duplicates": added.count(0)}, status_code=202)

@@ -1,0 +1,115 @@
+"""Start and stop the engine's processes: embedded Redis (unless REDIS_URL), flow, API."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from config import Settings
+from nextbest.redis_server import RedisServer, free_port
+
+ALL_ROLES = ["admin", "ingest", "decide", "agent", "sales"]
+
+
+class Engine:
+    """The running engine. A context manager; `settings` is complete once started."""
+
+    def __init__(self, settings: Settings, api: bool = True, flow: bool = True,
+                 quiet: bool = True) -> None:
+        self.settings = settings
+        self.want_api, self.want_flow, self.quiet = api, flow, quiet
+        self.redis: RedisServer | None = None
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+        self.admin_key: str | None = None
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+
+    def start(self) -> Engine:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True)
+        if not s.redis_url:
+            port = int(os.environ.get("NEXTBEST_REDIS_PORT", 0)) or free_port()
+            self.redis = RedisServer(s.data_dir / "redis", port=port).start()
+            s.redis_url = self.redis.url
+        if not s.api_keys:
+            self.admin_key = "nb-" + secrets.token_urlsafe(18)
+            s.api_keys = {self.admin_key: ALL_ROLES}
+        s.secret()  # create the model-signing secret before the children read it
+        if self.want_flow:
+            self.start_flow()
+        if self.want_api:
+            self.start_api()
+        return self
+
+    def _spawn(self, name: str, args: list[str]) -> None:
+        env = {**os.environ, **self.settings.env()}
+        log = open(self.settings.data_dir / f"{name}.log", "ab")  # noqa: SIM115
+        self.procs[name] = subprocess.Popen(
+            [sys.executable, *args], env=env, stdout=log if self.quiet else None,
+            stderr=subprocess.STDOUT if self.quiet else None, start_new_session=True)
+
+    def start_flow(self, name: str = "flow", extra: list[str] | None = None) -> None:
+        self._spawn(name, ["-m", "nextbest.flowrun", *(extra or [])])
+
+    def start_api(self) -> None:
+        s = self.settings
+        args = ["-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", s.api_host,
+                "--port", str(s.api_port), "--workers", str(s.api_workers), "--loop", "uvloop",
+                "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+        self._spawn("api", args)
+        self.wait_api()
+
+    def wait_api(self, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc = self.procs.get("api")
+            if proc and proc.poll() is not None:
+                log = (self.settings.data_dir / "api.log").read_text()[-2000:]
+                raise RuntimeError(f"the API exited with {proc.returncode}:\n{log}")
+            try:
+                if httpx.get(self.api_url + "/healthz", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"the API did not answer on {self.api_url} within {timeout}s")
+
+    def stop_proc(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
+        proc = self.procs.pop(name, None)
+        if proc is None or proc.poll() is not None:
+            return
+        os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def stop(self) -> None:
+        for name in list(self.procs):
+            self.stop_proc(name)
+        if self.redis:
+            self.redis.stop()
+
+    def __enter__(self) -> Engine:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def default_port(settings: Settings) -> int:
+    return settings.api_port or free_port()
+
+
+def data_dir_for(name: str) -> Path:
+    return Path(".nextbest") / name

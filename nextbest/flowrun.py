@@ -1,0 +1,57 @@
+"""Run the engine's flow in this process: `python -m nextbest.flowrun [-w N] [-i ID -a ADDRS]`.
+
+Wraps bytewax's own runner with recovery: snapshots in the data folder, tied to the Redis
+instance they describe.
+"""
+
+from __future__ import annotations
+
+import argparse
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+import redis
+from bytewax._bytewax import cli_main
+from bytewax.recovery import RecoveryConfig, init_db_dir
+
+from config import get_settings
+from engine import store
+from flows.main import build_flow
+
+INSTANCE = f"{store.PREFIX}:instance"
+
+
+def recovery_dir(url: str, data_dir: Path, partitions: int) -> Path:
+    """Snapshots belong to one Redis instance: a flushed or new Redis starts afresh."""
+    client = redis.Redis.from_url(url)
+    client.set(INSTANCE, uuid.uuid4().hex, nx=True)
+    instance = client.get(INSTANCE).decode()
+    path = data_dir / "recovery" / instance
+    if not path.exists():
+        path.mkdir(parents=True)
+        init_db_dir(path, partitions)
+    return path
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m nextbest.flowrun")
+    ap.add_argument("-w", "--workers", type=int, default=None)
+    ap.add_argument("-i", "--process-id", type=int, default=None)
+    ap.add_argument("-a", "--addresses", default=None, help="host:port;host:port of all processes")
+    ap.add_argument("--no-recovery", action="store_true")
+    args = ap.parse_args(argv)
+    settings = get_settings()
+    url = str(settings.redis_url)
+    recovery = None
+    if settings.flow_recovery and not args.no_recovery:
+        count = max(1, (settings.flow_workers or 1) * (settings.flow_processes or 1))
+        recovery = RecoveryConfig(str(recovery_dir(url, settings.data_dir, count)))
+    addresses = args.addresses.split(";") if args.addresses else None
+    cli_main(build_flow(settings), workers_per_process=args.workers or settings.flow_workers,
+             process_id=args.process_id, addresses=addresses,
+             epoch_interval=timedelta(seconds=2), recovery_config=recovery)
+
+
+if __name__ == "__main__":
+    main()
