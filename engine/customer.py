@@ -134,14 +134,16 @@ def process(c: Customer | None, ev: Event, ctx: Context) -> tuple[Customer | Non
     out += _expire(c, st.last_ts)
     models = ctx.models()
     sc = scores(c, models, x)
-    out += _alerts(c, sc, ev["ts"], ctx)
+    out += _alerts(c, sc, ev["ts"], ctx, models)
     out.append(("profile", cid, snapshot(c, features, sc)))
     return c, out
 
 
-def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context) -> list[Output]:
+def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,
+            models: dict[str, OnlineModel]) -> list[Output]:
     churn = sc.get("churn_risk")
-    if churn is None:
+    model = models.get("outcome:churned")
+    if churn is None or model is None or not model.mature():
         return []
     prev, c.churn = c.churn, churn
     alert = churn_alert(c.state.customer_id, c.state.owner, churn, prev, ctx.churn_threshold,

@@ -67,6 +67,11 @@ class OnlineModel:
         self.version += 1
         return fired
 
+    def mature(self, examples: int = 200, positives: int = 10, auc: float = 0.65) -> bool:
+        """Trusted enough to raise alerts on: enough examples of both kinds and a useful AUC."""
+        return (self.examples >= examples and positives <= self.positives < self.examples
+                and self.auc.get() >= auc)
+
     def quality(self) -> dict[str, Any]:
         return {
             "examples": self.examples,

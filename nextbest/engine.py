@@ -8,8 +8,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
-
 import httpx
 
 from config import Settings
@@ -40,6 +38,7 @@ class Engine:
             port = int(os.environ.get("NEXTBEST_REDIS_PORT", 0)) or free_port()
             self.redis = RedisServer(s.data_dir / "redis", port=port).start()
             s.redis_url = self.redis.url
+            (s.data_dir / "redis.url").write_text(s.redis_url)
         if not s.api_keys:
             self.admin_key = "nb-" + secrets.token_urlsafe(18)
             s.api_keys = {self.admin_key: ALL_ROLES}
@@ -99,6 +98,7 @@ class Engine:
             self.stop_proc(name)
         if self.redis:
             self.redis.stop()
+            (self.settings.data_dir / "redis.url").unlink(missing_ok=True)
 
     def __enter__(self) -> Engine:
         return self.start()
@@ -107,9 +107,16 @@ class Engine:
         self.stop()
 
 
-def default_port(settings: Settings) -> int:
-    return settings.api_port or free_port()
+def running_redis(settings: Settings) -> str | None:
+    """The Redis of an engine already running from this data folder, if any answers."""
+    import redis
 
-
-def data_dir_for(name: str) -> Path:
-    return Path(".nextbest") / name
+    path = settings.data_dir / "redis.url"
+    if not path.exists():
+        return None
+    url = path.read_text().strip()
+    try:
+        redis.Redis.from_url(url, socket_connect_timeout=0.5).ping()
+        return url
+    except redis.RedisError:
+        return None

@@ -1,0 +1,83 @@
+"""The `nextbest` command: demo, up, replay."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import time
+
+from rich.console import Console
+
+from config import Settings
+
+console = Console()
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from nextbest.demo import run
+
+    settings = Settings()
+    if args.port:
+        settings.api_port = args.port
+    stats = run(settings, args.duration, args.customers, args.seed, console)
+    acc, rnd, orc = stats.rates(stats.served)
+    console.print(f"acceptance {acc:.1%} vs random {rnd:.1%} (oracle {orc:.1%}) over the last "
+                  f"{len(stats.served)} decisions; {stats.alerts} alerts raised")
+    return 0
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from nextbest.engine import Engine
+
+    settings = Settings()
+    if args.port:
+        settings.api_port = args.port
+    with Engine(settings, quiet=False) as engine:
+        console.print(f"[bold]nextbest[/] is up: {engine.api_url}/docs  (Redis {settings.redis_url})")
+        if engine.admin_key:
+            console.print(f"No NEXTBEST_API_KEYS set: generated an all-roles key for this run: "
+                          f"[bold]{engine.admin_key}[/]")
+        stop = []
+        signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+        try:
+            while not stop:
+                for name, proc in engine.procs.items():
+                    if proc.poll() is not None:
+                        console.print(f"[red]{name} exited with {proc.returncode}[/]")
+                        return 1
+                time.sleep(0.5)
+        except KeyboardInterrupt:
+            pass
+    return 0
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    from nextbest.replay import replay
+
+    return replay(Settings(), args.file, args.wait, console)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="nextbest", description=__doc__)
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    demo = sub.add_parser("demo", help="run everything against a simulated population")
+    demo.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
+    demo.add_argument("--customers", type=int, default=3000)
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--port", type=int, default=None)
+    demo.set_defaults(fn=cmd_demo)
+    up = sub.add_parser("up", help="run the engine for real traffic until interrupted")
+    up.add_argument("--port", type=int, default=None)
+    up.set_defaults(fn=cmd_up)
+    rp = sub.add_parser("replay", help="feed a JSON Lines file of events through the engine")
+    rp.add_argument("file")
+    rp.add_argument("--no-wait", dest="wait", action="store_false",
+                    help="return once ingested, without waiting for the flow")
+    rp.set_defaults(fn=cmd_replay)
+    args = ap.parse_args(argv)
+    return int(args.fn(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
