@@ -9,12 +9,12 @@ from typing import Any, AsyncIterator
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from fastapi.responses import ORJSONResponse
 
 from api import errors, metrics
 from api.auth import KeyRing
 from api.context import AppState, RateLimiter
 from api.registry import CatalogHolder, ModelRegistry, watch
+from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
 from config import Settings, get_settings
 from engine import store
@@ -76,7 +76,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             await r.aclose()
             await sub.aclose()
 
-    app = FastAPI(title="nextbest", version="1", default_response_class=ORJSONResponse,
+    app = FastAPI(title="nextbest", version="1", default_response_class=ORJSON,
                   lifespan=lifespan,
                   description="Real-time next-best-action, customer profiles and alerts.")
     errors.install(app)

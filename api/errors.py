@@ -7,8 +7,9 @@ from typing import Any
 import redis.exceptions
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import ORJSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from api.responses import ORJSON
 
 
 class ApiError(Exception):
@@ -28,24 +29,24 @@ def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
 
 def install(app: FastAPI) -> None:
     @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> ORJSONResponse:
-        return ORJSONResponse(body(exc.code, exc.message, exc.details), status_code=exc.status)
+    async def _api(_: Request, exc: ApiError) -> ORJSON:
+        return ORJSON(body(exc.code, exc.message, exc.details), status_code=exc.status)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> ORJSONResponse:
+    async def _invalid(_: Request, exc: RequestValidationError) -> ORJSON:
         details = _validation_details(exc)
         first = details[0] if details else {"loc": [], "msg": "invalid request"}
         msg = f"{'.'.join(first['loc'][1:]) or 'body'}: {first['msg']}"
-        return ORJSONResponse(body("invalid_request", msg, details), status_code=422)
+        return ORJSON(body("invalid_request", msg, details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSONResponse:
+    async def _http(_: Request, exc: StarletteHTTPException) -> ORJSON:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return ORJSONResponse(body(code, str(exc.detail)), status_code=exc.status_code,
+        return ORJSON(body(code, str(exc.detail)), status_code=exc.status_code,
                               headers=getattr(exc, "headers", None))
 
     @app.exception_handler(redis.exceptions.RedisError)
-    async def _redis(_: Request, exc: redis.exceptions.RedisError) -> ORJSONResponse:
-        return ORJSONResponse(
+    async def _redis(_: Request, exc: redis.exceptions.RedisError) -> ORJSON:
+        return ORJSON(
             body("unavailable", "the data store is unavailable; retry shortly", type(exc).__name__),
             status_code=503, headers={"Retry-After": "1"})

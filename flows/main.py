@@ -23,7 +23,7 @@ from engine import learning
 from engine.catalog import Catalog
 from engine.customer import Context, Customer, process
 from engine.events import BadEvent, parse
-from engine.identity import Anonymous, resolve
+from engine.identity import resolve
 from engine.models import sign
 from engine.rules import RuleError
 from flows.models import ModelCache

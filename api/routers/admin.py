@@ -5,18 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 
 from api.deps import Admin, Agent, State
 from api.errors import ApiError
+from api.responses import ORJSON
 from engine import store
 
 router = APIRouter(tags=["catalog and models"])
 
 
 @router.get("/v1/offers", summary="The catalog")
-async def offers(st: State, _: Agent) -> ORJSONResponse:
-    return ORJSONResponse({"offers": [o.model_dump(exclude_none=True)
+async def offers(st: State, _: Agent) -> ORJSON:
+    return ORJSON({"offers": [o.model_dump(exclude_none=True)
                                       for o in st.catalog.catalog.offers],
                            "error": st.catalog.error})
 
@@ -32,15 +32,15 @@ def performance(st: Any, offer_id: str) -> dict[str, Any]:
 
 
 @router.get("/v1/offers/{offer_id}/performance", summary="Impressions, accepts, uplift")
-async def offer_performance(offer_id: str, st: State, _: Agent) -> ORJSONResponse:
+async def offer_performance(offer_id: str, st: State, _: Agent) -> ORJSON:
     if offer_id not in st.catalog.catalog.by_id and "offer:" + offer_id not in st.models.meta:
         raise ApiError(404, "not_found", f"offer {offer_id!r} is not in the catalog")
     await st.models.refresh(st.redis)
-    return ORJSONResponse(performance(st, offer_id))
+    return ORJSON(performance(st, offer_id))
 
 
 @router.get("/v1/models", summary="Every model: version, examples, online quality, drift")
-async def models(st: State, _: Admin) -> ORJSONResponse:
+async def models(st: State, _: Admin) -> ORJSON:
     await st.models.refresh(st.redis)
     out = []
     for name, meta in sorted(st.models.meta.items()):
@@ -50,7 +50,7 @@ async def models(st: State, _: Admin) -> ORJSONResponse:
                     "drift": {"detected": meta.get("drifts", 0) > 0,
                               "count": meta.get("drifts", 0),
                               "last_at_example": meta.get("last_drift_at")}})
-    return ORJSONResponse({"models": out})
+    return ORJSON({"models": out})
 
 
 async def pending(st: Any) -> int:
@@ -64,7 +64,7 @@ async def pending(st: Any) -> int:
 
 
 @router.get("/v1/status", summary="Pending events, event-time clock, counts")
-async def status(st: State, _: Admin) -> ORJSONResponse:
+async def status(st: State, _: Admin) -> ORJSON:
     pipe = st.redis.pipeline(transaction=False)
     pipe.get(store.CLOCK)
     pipe.scard(store.CUSTOMERS)
@@ -72,7 +72,7 @@ async def status(st: State, _: Admin) -> ORJSONResponse:
     pipe.hget(store.STATS, "deadlettered")
     pipe.exists(store.HEARTBEAT)
     clock, customers, nmodels, dead, alive = await pipe.execute()
-    return ORJSONResponse({
+    return ORJSON({
         "pending": await pending(st), "clock": float(clock) if clock else None,
         "clock_iso": _iso(float(clock)) if clock else None,
         "customers": customers, "models": nmodels, "deadlettered": int(dead or 0),

@@ -7,11 +7,12 @@ from typing import Annotated, Any, AsyncIterator
 
 import orjson
 from fastapi import APIRouter, Header, Query, Request
-from fastapi.responses import ORJSONResponse, StreamingResponse
+from fastapi.responses import StreamingResponse
 
 from api import alerts_store
 from api.deps import Sales, State
 from api.errors import ApiError
+from api.responses import ORJSON
 from engine import store
 from engine.events import to_ts
 
@@ -33,18 +34,18 @@ def _filters(owner: str | None, type: str | None, customer_id: str | None,
 async def list_alerts(st: State, _: Sales, owner: str | None = None, type: str | None = None,
                       customer_id: str | None = None, since: str | None = None,
                       status: str | None = None, severity: str | None = None,
-                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ORJSONResponse:
+                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ORJSON:
     f = _filters(owner, type, customer_id, since, status, severity)
-    return ORJSONResponse({"alerts": await alerts_store.query(st.redis, limit=limit, **f)})
+    return ORJSON({"alerts": await alerts_store.query(st.redis, limit=limit, **f)})
 
 
 @router.post("/v1/alerts/{alert_id}/ack", summary="Mark an alert handled")
-async def ack(alert_id: str, st: State, key_id: Sales) -> ORJSONResponse:
+async def ack(alert_id: str, st: State, key_id: Sales) -> ORJSON:
     found = await alerts_store.query(st.redis, limit=1, alert_id=alert_id)
     if not found and not await _exists(st, alert_id):
         raise ApiError(404, "not_found", f"alert {alert_id!r} is unknown")
     await st.redis.hset(store.ALERT_STATUS, alert_id, "acked")
-    return ORJSONResponse({"alert_id": alert_id, "status": "acked"})
+    return ORJSON({"alert_id": alert_id, "status": "acked"})
 
 
 async def _exists(st: Any, alert_id: str) -> bool:

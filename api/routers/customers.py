@@ -6,11 +6,11 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
-from fastapi.responses import ORJSONResponse
 
 from api import alerts_store, profiles
 from api.deps import Admin, Agent, State
 from api.errors import ApiError
+from api.responses import ORJSON
 from api.routers.decisions import DecisionIn, run_decision
 from engine import store
 from engine.vector import vectorize
@@ -48,11 +48,11 @@ async def load(st: Any, customer_id: str) -> tuple[dict[str, Any], float]:
 
 @router.get("/v1/customers/{customer_id}", summary="A customer's profile, features and scores")
 async def get_customer(customer_id: str, st: State, _: Agent,
-                       horizon_days: Horizon = 365.0) -> ORJSONResponse:
+                       horizon_days: Horizon = 365.0) -> ORJSON:
     doc, clock = await load(st, customer_id)
     features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
     alerts = await alerts_store.query(st.redis, customer_id=customer_id, status="open", limit=20)
-    return ORJSONResponse({
+    return ORJSON({
         "customer_id": customer_id, "attributes": doc.get("a", {}), "owner": doc.get("o"),
         "features": features, "scores": live_scores(st, doc, features, horizon_days),
         "consent": doc.get("c", {}), "alerts": alerts, "anonymous_ids": doc.get("ids", []),
@@ -63,7 +63,7 @@ async def get_customer(customer_id: str, st: State, _: Agent,
 @router.get("/v1/customers/{customer_id}/next-best-action",
             summary="Actions for an agent talking to the customer now")
 async def next_best_action(customer_id: str, st: State, _: Agent, channel: str = "call_center",
-                           limit: Annotated[int, Query(ge=1, le=20)] = 3) -> ORJSONResponse:
+                           limit: Annotated[int, Query(ge=1, le=20)] = 3) -> ORJSON:
     doc, clock = await load(st, customer_id)
     features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
     scores = live_scores(st, doc, features, 365.0)
@@ -84,12 +84,12 @@ async def next_best_action(customer_id: str, st: State, _: Agent, channel: str =
         "last_interactions": list(reversed(doc.get("r", [])))[:5],
         "total_spend": features.get("total_spend"), "open_alerts": alerts,
     }
-    return ORJSONResponse({"decision_id": out["decision_id"], "customer_id": customer_id,
+    return ORJSON({"decision_id": out["decision_id"], "customer_id": customer_id,
                            "actions": actions, "summary": summary, "explored": out["explored"]})
 
 
 @router.delete("/v1/customers/{customer_id}", summary="Erase everything held about a customer")
-async def erase(customer_id: str, st: State, _: Admin) -> ORJSONResponse:
+async def erase(customer_id: str, st: State, _: Admin) -> ORJSON:
     doc, clock, _ = await profiles.fetch(st, customer_id)
     pipe = st.redis.pipeline(transaction=False)
     pipe.delete(*store.customer_keys(customer_id))
@@ -105,5 +105,5 @@ async def erase(customer_id: str, st: State, _: Admin) -> ORJSONResponse:
     await ingest.append(st, [{"type": "erase", "_internal": True, "customer_id": customer_id,
                               "event_id": f"erase:{customer_id}:{time.time_ns()}",
                               "ts": profiles.now_of(clock)}])
-    return ORJSONResponse({"erased": customer_id, "found": doc is not None,
+    return ORJSON({"erased": customer_id, "found": doc is not None,
                            "alerts_removed": removed})

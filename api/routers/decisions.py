@@ -6,12 +6,12 @@ import secrets
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse
 from pydantic import BaseModel, Field, model_validator
 
 from api import ingest, metrics, profiles
 from api.deps import Decide, State
 from api.errors import ApiError
+from api.responses import ORJSON
 from engine import store
 from engine.decide import Decision, Request, decide
 from engine.events import BadEvent, validate
@@ -75,15 +75,15 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
 
 
 @router.post("/v1/decisions", summary="Next best offers for a customer, now")
-async def post_decision(body: DecisionIn, st: State, _: Decide) -> ORJSONResponse:
+async def post_decision(body: DecisionIn, st: State, _: Decide) -> ORJSON:
     cid = await profiles.resolve(st, body.customer_id, body.anonymous_id)
     out, _d = await run_decision(st, body, cid)
-    return ORJSONResponse(out)
+    return ORJSON(out)
 
 
 @router.post("/v1/decisions/{decision_id}/feedback", status_code=202,
              summary="Record a customer's response to a decision")
-async def post_feedback(decision_id: str, body: FeedbackIn, st: State, _: Decide) -> ORJSONResponse:
+async def post_feedback(decision_id: str, body: FeedbackIn, st: State, _: Decide) -> ORJSON:
     raw = await st.redis.get(store.decision(decision_id))
     if raw is None:
         raise ApiError(404, "not_found", f"decision {decision_id!r} is unknown or expired")
@@ -99,4 +99,4 @@ async def post_feedback(decision_id: str, body: FeedbackIn, st: State, _: Decide
         raise ApiError(422, "invalid_request", str(exc)) from None
     added = await ingest.append(st, [ev])
     metrics.FEEDBACK.labels(body.outcome).inc()
-    return ORJSONResponse({"accepted": 1, "duplicate": added == [0]}, status_code=202)
+    return ORJSON({"accepted": 1, "duplicate": added == [0]}, status_code=202)

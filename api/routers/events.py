@@ -6,11 +6,11 @@ from typing import Any
 
 import orjson
 from fastapi import APIRouter, Request
-from fastapi.responses import ORJSONResponse
 
 from api import ingest, metrics
 from api.deps import Ingest, State
 from api.errors import ApiError
+from api.responses import ORJSON
 from engine.events import BadEvent, validate
 
 router = APIRouter(tags=["events"])
@@ -32,7 +32,7 @@ async def read_json(request: Request, limit: int) -> Any:
 
 
 @router.post("/v1/events", status_code=202, summary="Ingest one event or a list of events")
-async def post_events(request: Request, st: State, _: Ingest) -> ORJSONResponse:
+async def post_events(request: Request, st: State, _: Ingest) -> ORJSON:
     body = await read_json(request, st.settings.max_body_bytes)
     items = body if isinstance(body, list) else [body]
     if len(items) > st.settings.max_batch:
@@ -50,5 +50,5 @@ async def post_events(request: Request, st: State, _: Ingest) -> ORJSONResponse:
     metrics.EVENTS.labels("accepted").inc(len(good))
     metrics.EVENTS.labels("rejected").inc(len(rejected))
     metrics.EVENTS.labels("duplicate").inc(added.count(0))
-    return ORJSONResponse({"accepted": len(good), "rejected": rejected,
+    return ORJSON({"accepted": len(good), "rejected": rejected,
                            "duplicates": added.count(0)}, status_code=202)

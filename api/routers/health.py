@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
-from fastapi.responses import ORJSONResponse, Response
+from fastapi.responses import Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api import metrics
 from api.deps import State
+from api.responses import ORJSON
 from api.routers.admin import pending
 from engine import store
 
@@ -15,19 +16,19 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-async def healthz() -> ORJSONResponse:
-    return ORJSONResponse({"status": "ok"})
+async def healthz() -> ORJSON:
+    return ORJSON({"status": "ok"})
 
 
 @router.get("/readyz")
-async def readyz(st: State) -> ORJSONResponse:
+async def readyz(st: State) -> ORJSON:
     try:
         await st.redis.ping()
         redis_ok = True
     except Exception:  # noqa: BLE001
         redis_ok = False
     ready = redis_ok and st.models.loaded
-    return ORJSONResponse({"ready": ready, "redis": redis_ok, "models_loaded": st.models.loaded,
+    return ORJSON({"ready": ready, "redis": redis_ok, "models_loaded": st.models.loaded,
                            "models": len(st.models.states), "catalog_error": st.catalog.error},
                           status_code=200 if ready else 503)
 
