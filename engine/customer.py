@@ -106,37 +106,68 @@ def _expire(c: Customer, now: float) -> list[Output]:
 
 
 def process(c: Customer | None, ev: Event, ctx: Context) -> tuple[Customer | None, list[Output]]:
+    """Fold one event in and say what to write (see `process_batch`)."""
+    return process_batch(c, [ev], ctx)
+
+
+def process_batch(c: Customer | None, events: list[Event], ctx: Context,
+                  ) -> tuple[Customer | None, list[Output]]:
+    """Fold a batch of one customer's events in, then compute features, scores, alerts and the
+    profile document once: the same result as one event at a time, at a fraction of the cost."""
+    out: list[Output] = []
+    touched = False
+    for ev in events:
+        if ev["type"] in ("forget", "erase"):
+            out += _drop(c, ev)
+            c, touched = None, False
+            continue
+        c = c or Customer(CustomerState(ev["customer_id"]))
+        touched = _fold(c, ev, ctx, out) or touched
+    if c is not None and touched:
+        _finish(c, ctx, out)
+    return c, out
+
+
+def _drop(c: Customer | None, ev: Event) -> list[Output]:
     cid = ev["customer_id"]
     if ev["type"] == "forget":
-        return None, [("forget", cid)]
-    if ev["type"] == "erase":
-        if c is None:
-            return None, [("erase", cid, [], [])]
-        return None, [("erase", cid, sorted(c.state.anonymous_ids), c.decisions)]
+        return [("forget", cid)]
     if c is None:
-        c = Customer(CustomerState(cid))
+        return [("erase", cid, [], [])]
+    return [("erase", cid, sorted(c.state.anonymous_ids), c.decisions)]
+
+
+def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
+    """One event into the state; False for a duplicate."""
     st = c.state
     if st.is_duplicate(ev["event_id"]):
-        return c, []
+        return False
     st.remember(ev["event_id"], ev["ts"])
-    out: list[Output] = []
-    if ev["type"] == "decision":
+    kind = ev["type"]
+    if kind == "decision":
         out += _on_decision(c, ev, ctx)
-    elif ev["type"] != "tick":
+    elif kind != "tick":
         st.update(ev)
     st.last_ts = max(st.last_ts, ev["ts"])
-    features = st.features()
-    x = vectorize(features, st.attributes)
-    if ev["type"] == "feedback":
-        out += _on_feedback(c, ev, x)
-    elif ev["type"] == "outcome":
-        out.append(_example("outcome:" + ev["name"], x, bool(ev["value"]), ev["ts"]))
+    if kind in ("feedback", "outcome"):
+        x = vectorize(st.features(), st.attributes)
+        if kind == "feedback":
+            out += _on_feedback(c, ev, x)
+        else:
+            out.append(_example("outcome:" + ev["name"], x, bool(ev["value"]), ev["ts"]))
     out += _expire(c, st.last_ts)
+    return True
+
+
+def _finish(c: Customer, ctx: Context, out: list[Output]) -> None:
+    """Features, scores, alerts and the profile document, once per batch."""
+    st = c.state
+    features = st.features()
     models = ctx.models()
-    sc = scores(c, models, x)
-    out += _alerts(c, sc, ev["ts"], ctx, models)
-    out.append(("profile", cid, snapshot(c, features, sc)))
-    return c, out
+    outcome_models = any(name.startswith("outcome:") for name in models)
+    sc = scores(c, models, vectorize(features, st.attributes)) if outcome_models else {"outcomes": {}}
+    out += _alerts(c, sc, st.last_ts, ctx, models)
+    out.append(("profile", st.customer_id, snapshot(c, features, sc)))
 
 
 def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,

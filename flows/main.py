@@ -21,11 +21,12 @@ from bytewax.outputs import Sink
 from config import Settings, get_settings
 from engine import learning
 from engine.catalog import Catalog
-from engine.customer import Context, Customer, process
+from engine.customer import Context, Customer, process_batch
 from engine.events import BadEvent, parse
 from engine.identity import resolve
 from engine.models import sign
 from engine.rules import RuleError
+from flows.logic import batched
 from flows.models import ModelCache
 from flows.sink import RedisSink
 from flows.source import Item, RedisStreamSource
@@ -53,6 +54,14 @@ def _parse_internal(raw: bytes) -> dict[str, Any]:
     if isinstance(obj, dict) and obj.get("type") in INTERNAL and obj.get("_internal"):
         return obj
     return parse(raw)
+
+
+def _resolve_batch(state: Anonymous | None, items: list[tuple[Any, ...]]) -> tuple[Any, list[Any]]:
+    out: list[Any] = []
+    for t in items:
+        state, emitted = resolve(state, t[1])
+        out += emitted
+    return state, out
 
 
 def needs_identity(t: tuple[Any, ...]) -> bool:
@@ -94,34 +103,34 @@ def build_flow(
 
     anon = op.branch("anonymous", valid.trues, needs_identity)
     by_anon = op.key_on("by_anonymous_id", anon.trues, lambda t: t[1]["anonymous_id"])
-    resolved = op.key_rm("resolved", op.stateful_flat_map(
-        "identity", by_anon, lambda s, t: resolve(s, t[1])))
+    resolved = op.key_rm("resolved", batched("identity", by_anon, _resolve_batch))
     is_event = op.branch("identity_events", resolved, lambda o: o[0] == "event")
     events = op.merge("all_events", op.map("known", anon.falses, lambda t: t[1]),
                       op.map("linked", is_event.trues, lambda o: o[1]))
 
-    def customer_step(state: Customer | None, ev: dict[str, Any]) -> tuple[Any, Iterable[Any]]:
-        state, out = process(state, ev, ctx)
-        if "_p" in ev:
-            out.append(("progress", ev["_p"], ev["_seq"]))
+    def customer_step(state: Customer | None, evs: list[dict[str, Any]]) -> tuple[Any, Iterable[Any]]:
+        state, out = process_batch(state, evs, ctx)
+        out += [("progress", ev["_p"], ev["_seq"]) for ev in evs if "_p" in ev]
         return state, out
 
     by_customer = op.key_on("by_customer", events, lambda ev: str(ev["customer_id"]))
-    outputs = op.key_rm("customer_out", op.stateful_flat_map("customer", by_customer, customer_step))
+    outputs = op.key_rm("customer_out", batched("customer", by_customer, customer_step))
     to_models = op.branch("to_models", outputs,
                           lambda o: o[0] in ("example", "impression", "feedback"))
 
-    def model_step(state: learning.ModelState | None, item: tuple[Any, ...]) -> tuple[Any, list[Any]]:
-        state, fired = learning.apply(state, item[1], item)
+    def model_step(state: learning.ModelState | None, items: list[tuple[Any, ...]]) -> tuple[Any, list[Any]]:
         out: list[Any] = []
-        if fired:
-            out.append(("alert", _model_drift_alert(state)))
+        for item in items:
+            state, fired = learning.apply(state, item[1], item)
+            if fired:
+                out.append(("alert", _model_drift_alert(state)))
+        assert state is not None
         if learning.should_publish(state, settings.model_publish_every):
             out.append(("model", state.model.name, sign(state, secret), state.meta()))
         return state, out
 
     by_model = op.key_on("by_model", to_models.trues, lambda o: o[1])
-    learned = op.key_rm("learned", op.stateful_flat_map("learn", by_model, model_step))
+    learned = op.key_rm("learned", batched("learn", by_model, model_step))
     op.output("redis", op.merge("writes", dead, is_event.falses, to_models.falses, learned), sink)
     return flow
 
