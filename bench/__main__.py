@@ -16,6 +16,9 @@ def available() -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    if argv and not argv[0].startswith("-") and len(argv) > 1 and argv[1].startswith("-"):
+        importlib.import_module(f"bench.bench_{argv[0]}").main(argv[1:])  # one bench, its options
+        return 0
     names = argv or available()
     unknown = sorted(set(names) - set(available()))
     if unknown:

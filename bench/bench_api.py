@@ -1,0 +1,224 @@
+"""Decision API latency at fixed arrival rates while the flow ingests, beside the stack's floor.
+
+    ./nb bench api [--customers 100000] [--rates 500,1000,...] [--workers 1] [--ingest 2000]
+
+Starts the engine (embedded Redis, flow, API), loads simulated customers through the real
+ingest path and flow, then for each rate runs an open-loop client (bench/load.py) against
+`POST /v1/decisions` and, in the same run, against the floor (bench/floor.py: a bare FastAPI
+endpoint returning one Redis hash), while a second client posts events at `--ingest` events/s.
+Prints rate, p50/p90/p99/p99.9 and errors per endpoint, the freshness of writes, Redis bytes per
+customer, and writes bench/results/api.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import random
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import redis
+
+from bench import load
+from bench.data import START, write_events
+from config import Settings
+from engine import store
+from nextbest.engine import ALL_ROLES, Engine
+from nextbest.redis_server import free_port
+from nextbest.replay import feed, wait_drained
+
+RESULTS = Path(__file__).parent / "results"
+KEY = "bench-key-0123456789"
+
+
+def _decision(customers: int) -> load.MakeRequest:
+    def make(i: int, rng: random.Random) -> tuple[str, str, bytes | None]:
+        cid = f"c{rng.randrange(customers):06d}"
+        return "POST", "/v1/decisions", orjson.dumps(
+            {"customer_id": cid, "channel": "web", "context": {"page": "home"}})
+    return make
+
+
+def _floor(customers: int) -> load.MakeRequest:
+    def make(i: int, rng: random.Random) -> tuple[str, str, bytes | None]:
+        return "GET", f"/floor/c{rng.randrange(customers):06d}", None
+    return make
+
+
+def _events(customers: int, batch: int) -> load.MakeRequest:
+    def make(i: int, rng: random.Random) -> tuple[str, str, bytes | None]:
+        evs = [{"event_id": f"bg-{i}-{k}", "type": "click", "ts": START + 86400 + i,
+                "customer_id": f"c{rng.randrange(customers):06d}", "action": "product_view",
+                "category": rng.choice(["electronics", "fashion", "home", "travel"])}
+               for k in range(batch)]
+        return "POST", "/v1/events", orjson.dumps(evs)
+    return make
+
+
+def _client(port: int, make: load.MakeRequest, rate: float, duration: float,
+            out: Any) -> None:
+    res = load.run_sync("127.0.0.1", port, make, rate, duration,
+                        headers={"Authorization": f"Bearer {KEY}"})
+    out.put(res.summary())
+
+
+def measure(port: int, make: load.MakeRequest, rate: float, duration: float) -> dict[str, Any]:
+    q: Any = mp.Queue()
+    p = mp.Process(target=_client, args=(port, make, rate, duration, q))
+    p.start()
+    res = q.get()
+    p.join()
+    return res
+
+
+def start_ingest(port: int, customers: int, events_per_s: int, duration: float) -> mp.Process:
+    batch = 10
+    q: Any = mp.Queue()
+    p = mp.Process(target=_client, args=(port, _events(customers, batch), events_per_s / batch,
+                                         duration, q), daemon=True)
+    p.start()
+    return p
+
+
+def load_customers(settings: Settings, customers: int, console: Any) -> float:
+    path = Path(tempfile.mkdtemp()) / "events.jsonl"
+    n = write_events(path, customers, rounds=max(1, customers // 200))
+    t = time.monotonic()
+    feed(settings, path, console)
+    wait_drained(settings, console)
+    dt = time.monotonic() - t
+    print(f"loaded {customers:,} customers: {n:,} events through ingest + flow in {dt:.0f} s "
+          f"({n / dt:,.0f} events/s end to end)", flush=True)
+    return n / dt
+
+
+def load_floor(url: str, customers: int) -> None:
+    r = redis.Redis.from_url(url)
+    fields = {f"f{k}": str(round(random.random() * 100, 3)) for k in range(30)}
+    pipe = r.pipeline(transaction=False)
+    for i in range(customers):
+        pipe.hset(f"floor:{{c{i:06d}}}", mapping=fields)
+        if i % 5000 == 4999:
+            pipe.execute()
+    pipe.execute()
+
+
+def memory_per_customer(url: str, customers: int) -> dict[str, float]:
+    r = redis.Redis.from_url(url)
+    sample = random.Random(3).sample(range(customers), min(2000, customers))
+    per_key = []
+    for i in sample:
+        cid = f"c{i:06d}"
+        keys = [store.customer(cid), store.contact(cid), store.anon(f"anon{i:06d}")]
+        per_key.append(sum(r.memory_usage(k) or 0 for k in keys))
+    members = r.memory_usage(store.CUSTOMERS) or 0
+    return {"profile_bytes_per_customer": round(sum(per_key) / len(per_key) + members / customers, 1),
+            "used_memory_total": int(r.info("memory")["used_memory"]),
+            "streams_bytes": sum(r.memory_usage(store.stream(p)) or 0 for p in range(8))}
+
+
+def freshness(api: str, customers: int, probes: int = 200) -> dict[str, float]:
+    c = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {KEY}"})
+    rng, out = random.Random(5), []
+    for n in range(probes):
+        cid = f"c{rng.randrange(customers):06d}"
+        ev = {"event_id": f"probe-{n}-{time.time_ns()}", "type": "profile", "ts": START + 86400 * 2,
+              "customer_id": cid, "attributes": {"probe": n}}
+        c.post("/v1/events", json=ev).raise_for_status()
+        t = time.perf_counter()
+        while c.get(f"/v1/customers/{cid}").json()["attributes"].get("probe") != n:
+            if time.perf_counter() - t > 5:
+                break
+            time.sleep(0.001)
+        out.append(time.perf_counter() - t)
+        time.sleep(0.02)
+    out.sort()
+    return {"probes": probes, "p50_ms": round(out[len(out) // 2] * 1000, 1),
+            "p99_ms": round(out[int(0.99 * len(out))] * 1000, 1), "max_ms": round(out[-1] * 1000, 1)}
+
+
+def main(argv: list[str]) -> None:
+    from rich.console import Console
+
+    ap = argparse.ArgumentParser(prog="bench api")
+    ap.add_argument("--customers", type=int, default=100_000)
+    ap.add_argument("--rates", default="500,1000,1500,2000,2500,3000")
+    ap.add_argument("--duration", type=float, default=10.0)
+    ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--ingest", type=int, default=2000)
+    args = ap.parse_args(argv)
+    console = Console()
+    data = Path(tempfile.mkdtemp(prefix="nb-bench-"))
+    settings = Settings(data_dir=data, api_port=free_port(), api_workers=args.workers,
+                        api_keys={KEY: ALL_ROLES}, flow_recovery=False)
+    rates = [float(x) for x in args.rates.split(",")]
+    results: dict[str, Any] = {"customers": args.customers, "api_workers": args.workers,
+                               "ingest_events_per_s": args.ingest, "machine": f"{os.cpu_count()} cores"}
+    with Engine(settings) as engine:
+        results["load_events_per_s"] = load_customers(settings, args.customers, console)
+        load_floor(str(settings.redis_url), args.customers)
+        results["memory"] = memory_per_customer(str(settings.redis_url), args.customers)
+        floor_port = free_port()
+        env = {**os.environ, "REDIS_URL": str(settings.redis_url)}
+        floor = subprocess.Popen([sys.executable, "-m", "uvicorn", "--factory", "bench.floor:app",
+                                  "--port", str(floor_port), "--workers", str(args.workers),
+                                  "--loop", "uvloop", "--http", "httptools", "--no-access-log",
+                                  "--log-level", "warning"], env=env)
+        time.sleep(3)
+        try:
+            rows = []
+            for rate in rates:
+                bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
+                dec = measure(settings.api_port, _decision(args.customers), rate, args.duration)
+                bg.join()
+                bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
+                flo = measure(floor_port, _floor(args.customers), rate, args.duration)
+                bg.join()
+                rows.append({"decisions": dec, "floor": flo})
+                print(f"rate {rate:>6.0f}/s  decisions p50 {dec['p50_ms']:.2f} p99 {dec['p99_ms']:.2f} "
+                      f"errors {dec['errors']}  |  floor p50 {flo['p50_ms']:.2f} p99 {flo['p99_ms']:.2f}",
+                      flush=True)
+            results["rates"] = rows
+            bg = start_ingest(settings.api_port, args.customers, args.ingest, 30)
+            results["freshness"] = freshness(engine.api_url, args.customers)
+            bg.terminate()
+        finally:
+            floor.terminate()
+            floor.wait()
+    ok = [r["decisions"]["rate"] for r in results["rates"] if r["decisions"]["p99_ms"] < 10
+          and r["decisions"]["errors"] == 0]
+    results["max_rate_p99_under_10ms"] = max(ok) if ok else None
+    print_table(results)
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "api.json").write_text(orjson.dumps(results, option=orjson.OPT_INDENT_2).decode())
+
+
+def print_table(res: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(title=f"POST /v1/decisions vs floor, {res['customers']:,} customers, "
+                    f"{res['api_workers']} API worker(s), flow ingesting {res['ingest_events_per_s']}/s")
+    for col in ("endpoint", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors"):
+        t.add_column(col, justify="right")
+    for row in res["rates"]:
+        for name in ("decisions", "floor"):
+            r = row[name]
+            t.add_row(name, f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+                      f"{r['p99_ms']:.2f}", f"{r['p999_ms']:.2f}", str(r["errors"]))
+    Console().print(t)
+    print(f"highest decision rate with p99 < 10 ms: {res['max_rate_p99_under_10ms']}")
+    print(f"freshness (POST /v1/events returned -> visible in GET /v1/customers): {res['freshness']}")
+    print(f"memory: {res['memory']}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
