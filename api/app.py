@@ -10,7 +10,7 @@ from typing import Any, AsyncIterator
 import redis.asyncio as aioredis
 from fastapi import FastAPI
 
-from api import errors, metrics
+from api import console, errors, metrics
 from api.auth import KeyRing
 from api.context import AppState, RateLimiter
 from api.registry import CatalogHolder, ModelRegistry, watch
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     errors.install(app)
     for module in (events, decisions, customers, alerts, admin, health):
         app.include_router(module.router)
+    app.include_router(console.router)  # the web console, matched after every API route
     app.add_middleware(Timing)
     return app
 
