@@ -204,7 +204,9 @@ function actionCard(card) {
     accept.disabled = decline.disabled = true;
     try {
       await api(`/v1/decisions/${encodeURIComponent(card.decisionId)}/feedback`,
-        { method: "POST", body: { offer_id: a.offer_id, outcome } });
+        // an acceptance is worth the catalog value of the offer (the revenue it books)
+        { method: "POST", body: { offer_id: a.offer_id, outcome,
+          value: outcome === "accepted" && typeof a.value === "number" ? a.value : undefined } });
       card.el.classList.add(outcome);
       status.textContent = outcome === "accepted" ? "Accepted · recorded" : "Declined · recorded";
       buttons.replaceWith(status);

@@ -12,6 +12,7 @@ const EVERY = "nextbest.every";
 const PICKED = "nextbest.offer";
 const KEEP = 720; // samples per series
 const CATALOG_EVERY_MS = 60000;
+const WINDOW_MS = 60000; // rates and latency over the last minute, like rate(…[1m])
 
 function loadHistory() {
   try {
@@ -33,7 +34,7 @@ export function mount(el) {
   let stopped = false;
   let catalog = [];
   let catalogAt = 0;
-  let prevMetrics = null;
+  const snaps = []; // parsed /metrics samples of the last minute
   let picked = sessionStorage.getItem(PICKED) || "";
   let pickedModel = "";
   let allOffers = false;
@@ -105,8 +106,9 @@ export function mount(el) {
     if (status.status === "rejected") errors.status = status.reason;
     if (metrics.status === "fulfilled") {
       const now = parseMetrics(metrics.value);
-      last.figures = prevMetrics ? engineFigures(prevMetrics, now) : null;
-      prevMetrics = now;
+      snaps.push(now);
+      while (snaps.length > 2 && now.at - snaps[1].at >= WINDOW_MS) snaps.shift();
+      last.figures = snaps.length > 1 ? engineFigures(snaps[0], now) : null;
       if (last.figures) {
         const f = last.figures;
         push(hist.engine, [t, f.eventsPerS, f.decisionsPerS, f.p50, f.p99]);
@@ -131,7 +133,8 @@ export function mount(el) {
     const flow = last.status ? (st.flow_alive ? "running" : "stopped") : dash;
     clear(engineBox,
       h("div", { class: "card-head" }, h("h3", {}, "Engine"),
-        h("span", { class: "muted small" }, "from this API process's /metrics and /v1/status")),
+        h("span", { class: "muted small" },
+          "rates and latency over the last minute, from this API process's /metrics; the rest from /v1/status")),
       h("div", { class: "tiles wide", id: "engine-tiles" },
         stat("Events in", f.eventsPerS === undefined ? dash : `${num(f.eventsPerS, 1)}/s`, "events-rate"),
         stat("Decisions", f.decisionsPerS === undefined ? dash : `${num(f.decisionsPerS, 1)}/s`, "decisions-rate"),
