@@ -34,7 +34,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     if args.port:
         settings.api_port = args.port
     with Engine(settings, quiet=False) as engine:
-        console.print(f"[bold]nextbest[/] is up: {engine.api_url}/docs  (Redis {settings.redis_url})")
+        console.print(f"[bold]nextbest[/] is up: {engine.api_url}/docs  console: "
+                      f"{engine.api_url}/console  (Redis {settings.redis_url})")
         if engine.admin_key:
             console.print(f"No NEXTBEST_API_KEYS set: generated an all-roles key for this run: "
                           f"[bold]{engine.admin_key}[/]")

@@ -119,7 +119,8 @@ def run(settings: Settings, duration: float | None, customers: int, seed: int,
     pop.plant_changes(START_TS + 86400)
     with Engine(settings) as engine:
         key = engine.admin_key or next(iter(settings.api_keys))
-        console.print(f"[bold]nextbest[/] is running. API docs: {engine.api_url}/docs")
+        console.print(f"[bold]nextbest[/] is running. API docs: {engine.api_url}/docs  "
+                      f"console: {engine.api_url}/console")
         console.print(f"API key (all roles): [bold]{key}[/]   e.g.\n  curl -H 'Authorization: "
                       f"Bearer {key}' {engine.api_url}/v1/status\n")
         client = httpx.Client(base_url=engine.api_url, timeout=10,

@@ -24,6 +24,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
          "--disable-component-update", "--disable-sync", "--no-first-run",
          "--disable-dev-shm-usage", "--disable-extensions", "--hide-scrollbars",
          "--window-size=1440,1000", "--force-device-scale-factor=1", "--lang=en-US"]
+_PROFILES: dict[int, str] = {}
 
 
 def _missing() -> list[str]:
@@ -42,7 +43,8 @@ def ensure_chromium() -> None:
         lock = ["-o", "DPkg::Lock::Timeout=300"]
         for cmd in (["apt-get", *lock, "update", "-q"],
                     ["apt-get", *lock, "install", "-y", "-q", "chromium", "chromium-driver"]):
-            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900,
+                                  check=False)
             if done.returncode:
                 reason = f"{' '.join(cmd)} failed:\n{done.stdout[-1500:]}\n{done.stderr[-1500:]}"
                 break
@@ -66,7 +68,7 @@ def chrome() -> Any:
     options.add_argument(f"--user-data-dir={profile}")
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(DRIVER))
-    driver.profile_dir = profile
+    _PROFILES[id(driver)] = profile
     return driver
 
 
@@ -74,7 +76,7 @@ def close(driver: Any) -> None:
     try:
         driver.quit()
     finally:
-        shutil.rmtree(driver.profile_dir, ignore_errors=True)
+        shutil.rmtree(_PROFILES.pop(id(driver), ""), ignore_errors=True)
 
 
 def screenshot(driver: Any, name: str) -> Path:

@@ -230,7 +230,10 @@ def test_agent_view_shows_the_customer_and_accepting_moves_the_count(driver, eng
     offer = first.get_attribute("data-offer")
     assert first.find_element("css selector", ".script").text
     assert first.find_element("css selector", ".reasons li").text
-    count = lambda d: first.find_element("css selector", ".accepted-count").text  # noqa: E731
+
+    def count(_: Any) -> str:
+        return str(first.find_element("css selector", ".accepted-count").text)
+
     before = int(wait(driver, lambda d: count(d).isdigit() and count(d)))
     api_before = client.get(f"/v1/offers/{offer}/performance").json()["accepted"]
     assert before == api_before
