@@ -69,15 +69,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             st.ingest_sha = hashlib.sha1(store.INGEST_LUA.encode()).hexdigest()  # noqa: S324
         app.state.nb = st
-        task = asyncio.create_task(watch(sub, st.models, st.catalog))
+        stop = asyncio.Event()
+        task = asyncio.create_task(watch(sub, st.models, st.catalog, stop=stop))
         try:
             yield
         finally:
+            # redis-py can swallow a cancellation inside a read: ask the loop to stop as well
+            stop.set()
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await r.aclose()
-            await sub.aclose()
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(task, 3.0)
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(r.aclose(), 2.0)
+                await asyncio.wait_for(sub.aclose(), 2.0)
 
     app = FastAPI(title="nextbest", version="1", default_response_class=ORJSON,
                   lifespan=lifespan,

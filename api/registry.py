@@ -85,10 +85,11 @@ class ModelRegistry:
 
 
 async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHolder,
-                poll_s: float = 5.0) -> None:
+                poll_s: float = 5.0, stop: asyncio.Event | None = None) -> None:
     """Reload models on pub/sub notices (and every `poll_s` regardless), the catalog on change."""
     pubsub = None
-    while True:
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
         try:
             if pubsub is None:
                 pubsub = r.pubsub()

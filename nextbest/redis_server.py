@@ -71,7 +71,8 @@ class RedisServer:
             "--logfile", "redis.log", *self.extra,
         ]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        client = redis.Redis.from_url(self.url)
+        password = self.extra[self.extra.index("--requirepass") + 1] if "--requirepass" in self.extra else None
+        client = redis.Redis.from_url(self.url, password=password)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
