@@ -85,8 +85,7 @@ export function mount(el) {
       } catch (err) { errors.offers = err; }
     }
     const [perfs, models, status, metrics] = await Promise.allSettled([
-      Promise.all(catalog.map((o) => api(`/v1/offers/${encodeURIComponent(o.id)}/performance`))),
-      api("/v1/models"), api("/v1/status"), text("/metrics")]);
+      performances(catalog), api("/v1/models"), api("/v1/status"), text("/metrics")]);
     if (stopped) return;
     if (perfs.status === "fulfilled") {
       last.perf = Object.fromEntries(perfs.value.map((p) => [p.offer_id, p]));
@@ -251,6 +250,13 @@ export function mount(el) {
   render();
   tick();
   return { dispose() { stopped = true; clearTimeout(timer); } };
+}
+
+/** One offer after the other: each read refreshes the API's models, so don't pile them up. */
+async function performances(catalog) {
+  const out = [];
+  for (const o of catalog) out.push(await api(`/v1/offers/${encodeURIComponent(o.id)}/performance`));
+  return out;
 }
 
 function stat(label, value, id, cls, extra) {

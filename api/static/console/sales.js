@@ -5,6 +5,7 @@ import { clear, h, num, problem, titleCase, toast, when } from "./dom.js";
 
 const RANK = { critical: 4, high: 3, medium: 2, low: 1 };
 const OWNER = "nextbest.owner";
+const RESYNC_MS = 30000;
 
 export function mount(el, { arg, navigate }) {
   let owner = arg || sessionStorage.getItem(OWNER) || "";
@@ -59,7 +60,8 @@ export function mount(el, { arg, navigate }) {
     try {
       const res = await api("/v1/alerts", { params: { owner, limit: 200 } });
       if (mine !== token) return;
-      for (const a of res.alerts) if (!alerts.has(a.alert_id)) alerts.set(a.alert_id, a);
+      // statuses change elsewhere too (another rep acknowledges): take the list's word for them
+      for (const a of res.alerts) alerts.set(a.alert_id, { ...alerts.get(a.alert_id), ...a });
       note.textContent = "";
     } catch (err) {
       note.textContent = problem(err, "Alerts");
@@ -146,9 +148,11 @@ export function mount(el, { arg, navigate }) {
     live = stream("/v1/alerts/stream", { owner }, { onEvent, onState: setState });
   }
 
+  const resync = setInterval(loadList, RESYNC_MS);
+
   connect();
   return {
     update(next) { owner = next || ""; connect(); },
-    dispose() { token++; if (live) live.close(); },
+    dispose() { token++; clearInterval(resync); if (live) live.close(); },
   };
 }
