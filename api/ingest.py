@@ -11,17 +11,38 @@ from redis.exceptions import NoScriptError
 from engine import store
 
 
-async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None) -> list[int]:
-    """Append validated events; returns 1 for each appended, 0 for each duplicate."""
+async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None,
+                 consent: bool = False) -> list[int]:
+    """Append validated events; returns 1 for each appended, 0 for each duplicate.
+
+    With `consent`, consent events are also recorded where decisions read them at once.
+    """
     s = st.settings
     own = pipe is None
     pipe = pipe or st.redis.pipeline(transaction=False)
     for ev in events:
         keys, args = store.ingest_args(ev, s.partitions, s.dedup_ttl_s, s.stream_maxlen)
         pipe.evalsha(st.ingest_sha, len(keys), *keys, *args)
+    extra = 0
+    for ev in events if consent else ():
+        if ev["type"] == "consent":
+            pipe.eval(CONSENT_LUA, 1, store.consent(ev["customer_id"]), ev["purpose"],
+                      "1" if ev["granted"] else "0", ev["ts"])
+            extra += 1
     if not own:
         return []
-    return [int(x) for x in await execute(st, pipe)]
+    res = await execute(st, pipe)
+    return [int(x) for x in res[: len(res) - extra]]
+
+
+# KEYS: consent hash. ARGV: purpose, "1"/"0", ts. The latest consent by event time wins.
+CONSENT_LUA = """
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. ':ts') or '-1')
+if tonumber(ARGV[3]) >= cur then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2], ARGV[1] .. ':ts', ARGV[3])
+end
+return 1
+"""
 
 
 async def execute(st: Any, pipe: Any) -> list[Any]:

@@ -24,11 +24,29 @@ async def fetch(st: Any, cid: str, extra: list[str] | None = None) -> tuple[dict
     pipe = st.redis.pipeline(transaction=False)
     pipe.get(store.customer(cid))
     pipe.get(store.CLOCK)
+    pipe.hgetall(store.consent(cid))
     for key in extra or []:
         pipe.get(key)
-    raw, clock, *rest = await pipe.execute()
+    raw, clock, consent, *rest = await pipe.execute()
     clock_ts = float(clock) if clock else 0.0
-    return store.decode(raw), clock_ts, rest
+    return with_consent(store.decode(raw), consent), clock_ts, rest
+
+
+def with_consent(doc: dict[str, Any] | None, ingested: dict[bytes, bytes]) -> dict[str, Any] | None:
+    """Consent ingested after the flow last wrote the document wins (by event time)."""
+    if not ingested:
+        return doc
+    doc = dict(doc) if doc is not None else {"f": {}, "a": {}, "c": {}, "t": 0.0}
+    consent = dict(doc.get("c") or {})
+    for purpose, value in ingested.items():
+        name = purpose.decode()
+        if name.endswith(":ts"):
+            continue
+        ts = float(ingested.get(purpose + b":ts", b"0"))
+        if ts >= doc.get("t", 0.0) or name not in consent:
+            consent[name] = value == b"1"
+    doc["c"] = consent
+    return doc
 
 
 def now_of(clock: float) -> float:

@@ -132,9 +132,10 @@ def _drop(c: Customer | None, ev: Event) -> list[Output]:
     cid = ev["customer_id"]
     if ev["type"] == "forget":
         return [("forget", cid)]
+    record = (ev.get("_p"), ev.get("_id"), ev["event_id"])
     if c is None:
-        return [("erase", cid, [], [])]
-    return [("erase", cid, sorted(c.state.anonymous_ids), c.decisions)]
+        return [("erase", cid, [], [], record)]
+    return [("erase", cid, sorted(c.state.anonymous_ids), c.decisions, record)]
 
 
 def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:

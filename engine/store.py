@@ -58,6 +58,12 @@ def contact(cid: str) -> str:
     return f"{PREFIX}:contact:{{{cid}}}"
 
 
+def consent(cid: str) -> str:
+    """Consent as ingested (purpose -> "1"/"0" and ts): read by decisions before the flow
+    has processed it, so a withdrawal takes effect on the very next decision."""
+    return f"{PREFIX}:consent:{{{cid}}}"
+
+
 def anon(anonymous_id: str) -> str:
     return f"{PREFIX}:anon:{{{anonymous_id}}}"
 
@@ -68,7 +74,7 @@ def decision(decision_id: str) -> str:
 
 def customer_keys(cid: str) -> list[str]:
     """Every per-customer key (erasure deletes these, plus anonymous links and decisions)."""
-    return [customer(cid), contact(cid)]
+    return [customer(cid), contact(cid), consent(cid)]
 
 
 # KEYS: stream, seen-key, ingested-counter. ARGV: payload, dedup ttl, maxlen.

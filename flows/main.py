@@ -35,12 +35,14 @@ INTERNAL = {"decision", "erase", "tick", "forget"}
 
 
 def parse_item(item: Item) -> tuple[Any, ...]:
-    p, seq, raw = item
+    p, seq, raw = item[:3]
     try:
         ev = _parse_internal(raw)
     except BadEvent as exc:
         return ("bad", raw, str(exc), p, seq)
     ev["_p"], ev["_seq"] = p, seq
+    if ev["type"] == "erase" and len(item) > 3:
+        ev["_id"] = item[3]  # the erase record itself is deleted once done
     return ("ok", ev)
 
 

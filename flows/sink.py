@@ -75,7 +75,12 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.publish(store.MODELS_CHANNEL, b"1")
         pipe.execute()
 
-    def _erase(self, pipe: Any, cid: str, anon_ids: list[str], decisions: list[str]) -> None:
+    def _erase(self, pipe: Any, cid: str, anon_ids: list[str], decisions: list[str],
+               record: tuple[Any, ...] = (None, None, None)) -> None:
+        p, entry_id, event_id = record
+        if p is not None and entry_id:  # the erase record names the customer: remove it too
+            pipe.xdel(store.stream(p), entry_id)
+            pipe.delete(store.seen(p, event_id))
         pipe.delete(*store.customer_keys(cid))
         pipe.srem(store.CUSTOMERS, cid)
         for a in anon_ids:

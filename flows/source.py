@@ -16,7 +16,8 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from engine import store
 
-Item = tuple[int, int, bytes]  # partition, sequence number within it, raw event JSON
+# partition, sequence number within it, raw event JSON, stream entry id
+Item = tuple[int, int, bytes, str]
 _IDLE = timedelta(milliseconds=20)
 
 
@@ -48,8 +49,8 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
         out: list[Item] = []
         for entry_id, fields in res[0][1]:
             self.seq += 1
-            out.append((self.p, self.seq, fields.get(b"e", b"")))
             self.last_id = entry_id.decode()
+            out.append((self.p, self.seq, fields.get(b"e", b""), self.last_id))
         return out
 
     def next_awake(self) -> datetime | None:

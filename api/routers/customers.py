@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from api import alerts_store, profiles
+from api import alerts_store, erasure, profiles
 from api.deps import Admin, Agent, State
 from api.errors import ApiError
 from api.responses import ORJSON
 from api.routers.decisions import DecisionIn, run_decision
-from engine import store
 from engine.vector import vectorize
 
 router = APIRouter(tags=["customers"])
@@ -91,19 +89,4 @@ async def next_best_action(customer_id: str, st: State, _: Agent, channel: str =
 @router.delete("/v1/customers/{customer_id}", summary="Erase everything held about a customer")
 async def erase(customer_id: str, st: State, _: Admin) -> ORJSON:
     doc, clock, _ = await profiles.fetch(st, customer_id)
-    pipe = st.redis.pipeline(transaction=False)
-    pipe.delete(*store.customer_keys(customer_id))
-    pipe.srem(store.CUSTOMERS, customer_id)
-    for a in (doc or {}).get("ids", []):
-        pipe.delete(store.anon(a), store.customer("anon:" + a))
-    for d in (doc or {}).get("d", []):
-        pipe.delete(store.decision(d))
-    await pipe.execute()
-    removed = await alerts_store.erase(st.redis, customer_id)
-    from api import ingest
-
-    await ingest.append(st, [{"type": "erase", "_internal": True, "customer_id": customer_id,
-                              "event_id": f"erase:{customer_id}:{time.time_ns()}",
-                              "ts": profiles.now_of(clock)}])
-    return ORJSON({"erased": customer_id, "found": doc is not None,
-                           "alerts_removed": removed})
+    return ORJSON(await erasure.erase(st, customer_id, doc, profiles.now_of(clock)))

@@ -45,7 +45,7 @@ async def post_events(request: Request, st: State, _: Ingest) -> ORJSON:
         except BadEvent as exc:
             rejected.append({"index": i, "error": str(exc)})
             dead.append((orjson.dumps(obj), str(exc)))
-    added = await ingest.append(st, good) if good else []
+    added = await ingest.append(st, good, consent=True) if good else []
     await ingest.dead_letter(st.redis, st.settings.deadletter_maxlen, dead, "api")
     metrics.EVENTS.labels("accepted").inc(len(good))
     metrics.EVENTS.labels("rejected").inc(len(rejected))

@@ -1,0 +1,81 @@
+"""Privacy: erasure leaves no trace in Redis; consent withdrawal holds on the very next decision."""
+
+from __future__ import annotations
+
+import redis
+
+from engine import store
+from tests.conftest import ev, get_json
+
+T0 = 1_767_225_600.0
+WHO, ANON = "erase-me-7731", "anon-erase-7731"
+
+
+def everything_in(r: redis.Redis) -> bytes:
+    """Every key and value in Redis, as one blob to search."""
+    out = []
+    for key in r.scan_iter(count=1000):
+        kind = r.type(key)
+        out.append(key)
+        if kind == b"string":
+            out.append(r.get(key) or b"")
+        elif kind == b"hash":
+            out += [k + v for k, v in r.hgetall(key).items()]
+        elif kind == b"set":
+            out += list(r.smembers(key))
+        elif kind == b"zset":
+            out += r.zrange(key, 0, -1)
+        elif kind == b"list":
+            out += r.lrange(key, 0, -1)
+        elif kind == b"stream":
+            out += [b"".join(k + v for k, v in f.items()) for _, f in r.xrange(key)]
+    return b"\n".join(out)
+
+
+def test_erasure_removes_every_trace(api, flow, r) -> None:
+    events = [
+        ev("x1", "click", T0, None, anonymous_id=ANON, category="travel", action="product_view"),
+        ev("x2", "identify", T0 + 1, WHO, anonymous_id=ANON),
+        ev("x3", "consent", T0 + 2, WHO, purpose="marketing", granted=True),
+        ev("x4", "profile", T0 + 3, WHO, owner="rep1", attributes={"email": "me@example.com"}),
+        ev("x5", "transaction", T0 + 4, WHO, amount=99.0, items=[{"category": "travel"}]),
+        ev("x6", "call", T0 + 5, WHO, reason="complaint", sentiment=-0.8),
+        ev("k1", "transaction", T0 + 6, "keep-me", amount=10.0),
+        {"event_id": "bad1", "type": "transaction", "ts": T0, "customer_id": WHO, "amount": -1},
+    ]
+    assert api.post("/v1/events", json=events).status_code == 202
+    flow.drain()
+    d = api.post("/v1/decisions", json={"customer_id": WHO, "channel": "web"}).json()
+    api.post(f"/v1/decisions/{d['decision_id']}/feedback",
+             json={"offer_id": "city_break", "outcome": "rejected"})
+    r.xadd(store.ALERTS, {"a": store.encode({"alert_id": "a-erase", "type": "churn_risk",
+                                             "customer_id": WHO, "owner": "rep1", "ts": T0})})
+    flow.drain()
+    assert WHO.encode() in everything_in(r)
+
+    res = api.delete(f"/v1/customers/{WHO}")
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["found"] and body["events_removed"] >= 6 and body["alerts_removed"] == 1
+    flow.drain()
+    blob = everything_in(r)
+    for trace in (WHO.encode(), ANON.encode(), b"me@example.com"):
+        assert trace not in blob, blob[max(0, blob.find(trace) - 200): blob.find(trace) + 100]
+    assert api.get(f"/v1/customers/{WHO}").status_code == 404
+    assert get_json(api, "/v1/customers/keep-me")["features"]["total_spend"] == 10.0
+
+
+def test_consent_withdrawal_holds_on_the_next_decision(api, flow) -> None:
+    events = [ev("c1", "consent", T0, "cw", purpose="marketing", granted=True),
+              ev("c2", "transaction", T0 + 1, "cw", amount=500.0)]
+    api.post("/v1/events", json=events)
+    flow.drain()
+    kinds = {o["kind"] for o in api.post("/v1/decisions", json={
+        "customer_id": "cw", "channel": "web", "limit": 5}).json()["offers"]}
+    assert "offer" in kinds
+    api.post("/v1/events", json=[ev("c3", "consent", T0 + 2, "cw", purpose="marketing", granted=False)])
+    # no waiting for the flow: the very next decision respects the withdrawal
+    offers = api.post("/v1/decisions", json={"customer_id": "cw", "channel": "web", "limit": 5}).json()["offers"]
+    assert all(o["kind"] != "offer" for o in offers), offers
+    flow.drain()
+    assert get_json(api, "/v1/customers/cw")["consent"]["marketing"] is False
