@@ -33,6 +33,13 @@ class Engine:
         return f"http://{self.settings.api_host}:{self.settings.api_port}"
 
     def start(self) -> Engine:
+        try:
+            return self._start()
+        except BaseException:
+            self.stop()  # never leave Redis or the flow behind when something fails to start
+            raise
+
+    def _start(self) -> Engine:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
         if not s.redis_url:
