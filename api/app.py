@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from api import console, errors, metrics
 from api.auth import KeyRing
 from api.context import AppState, RateLimiter
+from api.fallback import Fallback
 from api.registry import CatalogHolder, ModelRegistry, watch
 from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
@@ -55,8 +56,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # a small pool that waits for a free connection: big pools showed 40-80 ms tails here
         pool = aioredis.BlockingConnectionPool.from_url(
-            str(settings.redis_url), max_connections=6, timeout=2.0,
-            socket_timeout=2.0, socket_connect_timeout=1.0)
+            str(settings.redis_url), max_connections=6, timeout=settings.redis_timeout_s,
+            socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s)
         r = aioredis.Redis(connection_pool=pool)
         sub = aioredis.from_url(str(settings.redis_url))
         st = AppState(settings, r, CatalogHolder(settings.rules_dir / "offers.yaml"),
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (events, decisions, customers, alerts, admin, health):
         app.include_router(module.router)
     app.include_router(console.router)  # the web console, matched after every API route
+    app.add_middleware(Fallback, owner=app)
     app.add_middleware(Timing)
     return app
 

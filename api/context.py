@@ -10,6 +10,7 @@ import redis.asyncio as aioredis
 
 from api.auth import KeyRing
 from api.errors import ApiError
+from api.fallback import Breaker
 from api.registry import CatalogHolder, ModelRegistry
 from config import Settings
 
@@ -42,4 +43,5 @@ class AppState:
     keys: KeyRing
     limiter: RateLimiter
     rng: random.Random = field(default_factory=random.Random)
+    breaker: Breaker = field(default_factory=Breaker)
     ingest_sha: str = ""
