@@ -54,11 +54,11 @@ class Condition:
         """True only when the expression evaluates to true; errors and missing values are false."""
         try:
             return self._compiled.evaluate(data) is True
-        except RuntimeError:
+        except Exception:  # noqa: BLE001 - zen raises plain Exception for values it cannot take
             return False
 
     def value(self, data: dict[str, Any]) -> Any:
         try:
             return self._compiled.evaluate(data)
-        except RuntimeError:
+        except Exception:  # noqa: BLE001
             return None
