@@ -59,6 +59,21 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay(Settings(), args.file, args.wait, console)
 
 
+def cmd_deadletter(args: argparse.Namespace) -> int:
+    from nextbest import deadletter
+    from nextbest.engine import running_redis
+
+    settings = Settings()
+    settings.redis_url = settings.redis_url or running_redis(settings)
+    if not settings.redis_url:
+        console.print("[red]no engine is running here and REDIS_URL is not set[/]")
+        return 2
+    if args.action == "list":
+        return deadletter.show(settings, args.limit, args.contains, console)
+    deadletter.replay(settings, args.contains, console)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nextbest", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -76,6 +91,11 @@ def main(argv: list[str] | None = None) -> int:
     rp.add_argument("--no-wait", dest="wait", action="store_false",
                     help="return once ingested, without waiting for the flow")
     rp.set_defaults(fn=cmd_replay)
+    dl = sub.add_parser("deadletter", help="inspect the dead-letter stream, or replay it after a fix")
+    dl.add_argument("action", choices=["list", "replay"])
+    dl.add_argument("--limit", type=int, default=50)
+    dl.add_argument("--contains", default=None, help="only entries whose reason or raw text has this")
+    dl.set_defaults(fn=cmd_deadletter)
     args = ap.parse_args(argv)
     return int(args.fn(args))
 
