@@ -9,7 +9,7 @@ from fastapi import Depends, Header, Request
 from api.context import AppState
 
 
-def get_state(request: Request) -> AppState:
+async def get_state(request: Request) -> AppState:  # async: sync deps cost a thread hop
     state: AppState = request.app.state.nb
     return state
 
@@ -18,7 +18,7 @@ State = Annotated[AppState, Depends(get_state)]
 
 
 def role(name: str) -> Any:
-    def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
+    async def check(request: Request, authorization: Annotated[str | None, Header()] = None) -> str:
         st: AppState = request.app.state.nb
         key_id = st.keys.check(authorization, name)
         st.limiter.hit(key_id)

