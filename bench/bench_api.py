@@ -70,12 +70,25 @@ def _client(port: int, make: load.MakeRequest, rate: float, duration: float,
     out.put(res.summary())
 
 
+def fallbacks(port: int) -> float:
+    """Decisions answered from the catalog fallback so far (they are not personalised)."""
+    try:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return 0.0
+    return sum(float(line.split()[-1]) for line in text.splitlines()
+               if line.startswith("nextbest_decision_fallbacks_total "))
+
+
 def measure(port: int, make: load.MakeRequest, rate: float, duration: float) -> dict[str, Any]:
+    before = fallbacks(port)
     q: Any = mp.Queue()
     p = mp.Process(target=_client, args=(port, make, rate, duration, q))
     p.start()
     res = q.get()
     p.join()
+    res["fallbacks"] = int(fallbacks(port) - before)
+    res["errors"] += res["fallbacks"]  # a fallback answer is not the engine's decision
     return res
 
 

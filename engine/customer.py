@@ -46,6 +46,7 @@ class Customer:
     cooldown: Cooldown = field(default_factory=Cooldown)
     churn: float | None = None
     decisions: list[str] = field(default_factory=list)
+    scores: dict[str, Any] = field(default_factory=lambda: {"outcomes": {}})
 
 
 def scores(c: Customer, models: dict[str, OnlineModel], x: dict[str, float]) -> dict[str, Any]:
@@ -124,7 +125,8 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
         c = c or Customer(CustomerState(ev["customer_id"]))
         touched = _fold(c, ev, ctx, out) or touched
     if c is not None and touched:
-        _finish(c, ctx, out)
+        # clicks alone do not move outcome scores enough to re-score (the API re-scores on read)
+        _finish(c, ctx, out, rescore=any(ev["type"] not in ("click", "decision") for ev in events))
     return c, out
 
 
@@ -160,15 +162,16 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     return True
 
 
-def _finish(c: Customer, ctx: Context, out: list[Output]) -> None:
+def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True) -> None:
     """Features, scores, alerts and the profile document, once per batch."""
     st = c.state
     features = st.features()
-    models = ctx.models()
-    outcome_models = any(name.startswith("outcome:") for name in models)
-    sc = scores(c, models, vectorize(features, st.attributes)) if outcome_models else {"outcomes": {}}
-    out += _alerts(c, sc, st.last_ts, ctx, models)
-    out.append(("profile", st.customer_id, snapshot(c, features, sc)))
+    if rescore:
+        models = ctx.models()
+        if any(name.startswith("outcome:") for name in models):
+            c.scores = scores(c, models, vectorize(features, st.attributes))
+            out += _alerts(c, c.scores, st.last_ts, ctx, models)
+    out.append(("profile", st.customer_id, snapshot(c, features, c.scores)))
 
 
 def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,
