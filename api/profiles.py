@@ -8,6 +8,7 @@ from typing import Any
 from engine import store
 from engine.decide import Profile
 from engine.features import DAY
+from engine.value import at_horizon
 
 
 async def resolve(st: Any, customer_id: str | None, anonymous_id: str | None) -> str:
@@ -66,11 +67,14 @@ def aged(features: dict[str, Any], doc_ts: float, clock: float) -> dict[str, Any
     return out
 
 
-def to_profile(cid: str, doc: dict[str, Any] | None, clock: float) -> Profile:
+def to_profile(cid: str, doc: dict[str, Any] | None, clock: float,
+               value_params: dict[str, Any] | None = None) -> Profile:
+    """The decision's view of the customer; value scores (p_alive, clv, rfm, segment, tier)
+    are computed here from the customer's summary and the population parameters."""
     if doc is None:
-        return Profile(customer_id=cid)
+        return Profile(customer_id=cid, scores=at_horizon({}, 365.0, value_params, clock))
+    scores = {**doc.get("s", {}), **at_horizon(doc.get("v") or {}, 365.0, value_params, clock)}
     return Profile(
         customer_id=cid, features=aged(doc.get("f", {}), doc.get("t", clock), clock),
-        attributes=doc.get("a", {}), scores=doc.get("s", {}), consent=doc.get("c", {}),
-        known=True,
+        attributes=doc.get("a", {}), scores=scores, consent=doc.get("c", {}), known=True,
     )

@@ -58,8 +58,10 @@ class ModelRegistry:
         self.offers: dict[str, OnlineModel] = {}
         self.outcomes: dict[str, OnlineModel] = {}
         self.loaded = False
+        self.value_params: dict[str, Any] | None = None
 
     async def refresh(self, r: aioredis.Redis) -> None:
+        self.value_params = store.decode(await r.get(store.VALUE_PARAMS)) or self.value_params
         metas = {k.decode(): store.decode(v) for k, v in (await r.hgetall(store.MODELS_META)).items()}
         changed = [n for n, m in metas.items()
                    if n not in self.meta or m.get("version") != self.meta[n].get("version")

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from engine import value
 from engine.alerts import Cooldown, churn_alert
 from engine.features import DAY, CustomerState
 from engine.models import OnlineModel
@@ -126,7 +127,8 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
         touched = _fold(c, ev, ctx, out) or touched
     if c is not None and touched:
         # clicks alone do not move outcome scores enough to re-score (the API re-scores on read)
-        _finish(c, ctx, out, rescore=any(ev["type"] not in ("click", "decision") for ev in events))
+        _finish(c, ctx, out, rescore=any(ev["type"] not in ("click", "decision") for ev in events),
+                events=events)
     return c, out
 
 
@@ -162,7 +164,8 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     return True
 
 
-def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True) -> None:
+def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True,
+            events: list[Event] = ()) -> None:  # type: ignore[assignment]
     """Features, scores, alerts and the profile document, once per batch."""
     st = c.state
     features = st.features()
@@ -171,7 +174,10 @@ def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True) 
         if any(name.startswith("outcome:") for name in models):
             c.scores = scores(c, models, vectorize(features, st.attributes))
             out += _alerts(c, c.scores, st.last_ts, ctx, models)
-    out.append(("profile", st.customer_id, snapshot(c, features, c.scores)))
+    doc = snapshot(c, features, c.scores)
+    if doc["v"] and any(ev.get("type") == "transaction" for ev in events):
+        out.append(("summary", "population", st.customer_id, doc["v"], st.last_ts))
+    out.append(("profile", st.customer_id, doc))
 
 
 def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,
@@ -194,4 +200,5 @@ def snapshot(c: Customer, features: dict[str, float], sc: dict[str, Any]) -> dic
     return {
         "f": features, "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
         "r": st.recent, "s": sc, "ids": sorted(st.anonymous_ids), "d": c.decisions[-5:],
+        "v": value.summary(st.purchase_days, st.purchase_total, st.purchase_count, st.last_ts),
     }

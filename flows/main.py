@@ -19,7 +19,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from config import Settings, get_settings
-from engine import learning
+from engine import learning, population
 from engine.catalog import Catalog
 from engine.customer import Context, Customer, process_batch
 from engine.events import BadEvent, parse
@@ -117,7 +117,10 @@ def build_flow(
 
     by_customer = op.key_on("by_customer", events, lambda ev: str(ev["customer_id"]))
     outputs = op.key_rm("customer_out", batched("customer", by_customer, customer_step))
-    to_models = op.branch("to_models", outputs,
+    to_population = op.branch("to_population", outputs, lambda o: o[0] == "summary")
+    by_population = op.key_on("by_population", to_population.trues, lambda o: o[1])
+    valued = op.key_rm("valued", batched("population", by_population, population.step))
+    to_models = op.branch("to_models", to_population.falses,
                           lambda o: o[0] in ("example", "impression", "feedback"))
 
     def model_step(state: learning.ModelState | None, items: list[tuple[Any, ...]]) -> tuple[Any, list[Any]]:
@@ -133,7 +136,8 @@ def build_flow(
 
     by_model = op.key_on("by_model", to_models.trues, lambda o: o[1])
     learned = op.key_rm("learned", batched("learn", by_model, model_step))
-    op.output("redis", op.merge("writes", dead, is_event.falses, to_models.falses, learned), sink)
+    op.output("redis", op.merge("writes", dead, is_event.falses, to_models.falses, learned, valued),
+              sink)
     return flow
 
 

@@ -61,6 +61,9 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                                       "ts": str(time.time())},
                           maxlen=self.dlq_maxlen, approximate=True)
                 pipe.hincrby(store.STATS, "deadlettered", 1)
+            elif kind == "value_params":
+                pipe.set(store.VALUE_PARAMS, store.encode(item[1]))
+                models_changed = True
             elif kind == "link":
                 pipe.set(store.anon(item[1]), item[2])
             elif kind == "forget":

@@ -20,7 +20,7 @@ from nextbest.engine import Engine
 from nextbest.simulator import Population, expected_random, oracle
 
 START_TS = 1767225600.0  # 2026-01-01T00:00:00Z, event time of the simulation's start
-STEP_S = 300.0           # event time advanced per round
+STEP_S = 900.0           # event time advanced per round (15 min: a 2-minute demo spans days)
 
 
 @dataclass

@@ -11,6 +11,7 @@ from api.deps import Admin, Agent, State
 from api.errors import ApiError
 from api.responses import ORJSON
 from api.routers.decisions import DecisionIn, run_decision
+from engine.value import at_horizon
 from engine.vector import vectorize
 
 router = APIRouter(tags=["customers"])
@@ -18,7 +19,7 @@ Horizon = Annotated[float, Query(gt=0, le=3650)]
 
 
 def live_scores(st: Any, doc: dict[str, Any], features: dict[str, Any],
-                horizon_days: float) -> dict[str, Any]:
+                horizon_days: float, clock: float) -> dict[str, Any]:
     """Stored scores, with model scores recomputed from the API's current models."""
     x = vectorize(features, doc.get("a", {}))
     scores = dict(doc.get("s", {}))
@@ -27,13 +28,7 @@ def live_scores(st: Any, doc: dict[str, Any], features: dict[str, Any],
     scores["outcomes"] = {n: round(m.predict_one(x), 4) for n, m in st.models.outcomes.items()
                           if m.examples}
     scores["churn_risk"] = scores["outcomes"].get("churned", scores.get("churn_risk"))
-    value = scores.pop("value", None)
-    if value:
-        from engine.value import at_horizon
-
-        scores.update(at_horizon(value, horizon_days))
-    for name in ("clv", "p_alive", "expected_purchases", "rfm", "segment", "tier"):
-        scores.setdefault(name, None)
+    scores.update(at_horizon(doc.get("v") or {}, horizon_days, st.models.value_params, clock))
     return scores
 
 
@@ -52,7 +47,7 @@ async def get_customer(customer_id: str, st: State, _: Agent,
     alerts = await alerts_store.query(st.redis, customer_id=customer_id, status="open", limit=20)
     return ORJSON({
         "customer_id": customer_id, "attributes": doc.get("a", {}), "owner": doc.get("o"),
-        "features": features, "scores": live_scores(st, doc, features, horizon_days),
+        "features": features, "scores": live_scores(st, doc, features, horizon_days, clock),
         "consent": doc.get("c", {}), "alerts": alerts, "anonymous_ids": doc.get("ids", []),
         "recent": list(reversed(doc.get("r", []))), "updated_at": doc.get("t"), "clock": clock,
     })
@@ -64,7 +59,7 @@ async def next_best_action(customer_id: str, st: State, _: Agent, channel: str =
                            limit: Annotated[int, Query(ge=1, le=20)] = 3) -> ORJSON:
     doc, clock = await load(st, customer_id)
     features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
-    scores = live_scores(st, doc, features, 365.0)
+    scores = live_scores(st, doc, features, 365.0, clock)
     body = DecisionIn(customer_id=customer_id, channel=channel, limit=limit)
     out, decision = await run_decision(st, body, customer_id)
     churn = scores.get("churn_risk") or 0.0

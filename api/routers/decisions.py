@@ -51,7 +51,7 @@ def _offers(d: Decision) -> list[dict[str, Any]]:
 
 async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, Any], Decision]:
     doc, clock, _ = await profiles.fetch(st, cid)
-    profile = profiles.to_profile(cid, doc, clock)
+    profile = profiles.to_profile(cid, doc, clock, st.models.value_params)
     req = Request(body.channel, body.context, body.limit, body.offers)
     x = vectorize(profile.features, profile.attributes, {**body.context, "channel": body.channel})
     d = decide(st.catalog.catalog, st.models.offers, profile, req, x, profiles.now_of(clock),
