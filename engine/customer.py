@@ -7,10 +7,11 @@ bytewax's per-customer state; tests call it directly.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
-from engine import value
+from engine import uplift, value
 from engine.alerts import Cooldown, churn_alert
 from engine.features import DAY, CustomerState
 from engine.models import OnlineModel
@@ -26,6 +27,7 @@ class Context:
 
     models: Callable[[], dict[str, OnlineModel]] = dict
     reward_window: Callable[[str], float] = lambda offer_id: 7 * DAY
+    category: Callable[[str], str | None] = lambda offer_id: None
     churn_threshold: float = 0.6
     alert_cooldown_s: float = 7 * DAY
 
@@ -48,6 +50,7 @@ class Customer:
     churn: float | None = None
     decisions: list[str] = field(default_factory=list)
     scores: dict[str, Any] = field(default_factory=lambda: {"outcomes": {}})
+    exposures: dict[str, tuple[float, bool, str]] = field(default_factory=dict)
 
 
 def scores(c: Customer, models: dict[str, OnlineModel], x: dict[str, float]) -> dict[str, Any]:
@@ -72,6 +75,8 @@ def _on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
     c.decisions = (c.decisions + [ev["decision_id"]])[-20:]
     out: list[Output] = [("impression", "offer:" + o, False, ev["ts"]) for o in served]
     out += [("impression", "offer:" + o, True, ev["ts"]) for o in ev.get("held_out", [])]
+    for o, control in [(o, False) for o in served] + [(o, True) for o in ev.get("held_out", [])]:
+        out += uplift.track(c.exposures, o, ev["ts"] + ctx.reward_window(o), control, ctx.category(o))
     return out
 
 
@@ -153,6 +158,9 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
         out += _on_decision(c, ev, ctx)
     elif kind != "tick":
         st.update(ev)
+        if kind == "transaction" and ev.get("kind", "purchase") == "purchase" and c.exposures:
+            cats = {i["category"] for i in ev.get("items", []) if i.get("category")}
+            out += uplift.on_purchase(c.exposures, cats, ev["ts"])
     st.last_ts = max(st.last_ts, ev["ts"])
     if kind in ("feedback", "outcome"):
         x = vectorize(st.features(), st.attributes)
@@ -161,6 +169,7 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
         else:
             out.append(_example("outcome:" + ev["name"], x, bool(ev["value"]), ev["ts"]))
     out += _expire(c, st.last_ts)
+    uplift.expire(c.exposures, st.last_ts)
     return True
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine.models import OnlineModel
+from engine.uplift import uplift
 
 
 @dataclass
@@ -21,6 +22,10 @@ class OfferStats:
     ignored: int = 0
     late: int = 0
     revenue: float = 0.0
+    treated: int = 0
+    treated_conv: int = 0
+    control_exposed: int = 0
+    control_conv: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         shown = self.impressions
@@ -29,6 +34,8 @@ class OfferStats:
             "accepted": self.accepted, "rejected": self.rejected, "ignored": self.ignored,
             "late_feedback": self.late, "revenue": round(self.revenue, 2),
             "acceptance_rate": round(self.accepted / shown, 4) if shown else None,
+            "conversion": uplift(self.treated, self.treated_conv, self.control_exposed,
+                                 self.control_conv),
         }
 
 
@@ -37,6 +44,7 @@ class ModelState:
     model: OnlineModel
     stats: OfferStats = field(default_factory=OfferStats)
     published: int = -1
+    changes: int = 0
     last_ts: float = 0.0
     drift_alerted_at: int | None = None
 
@@ -49,6 +57,7 @@ def apply(state: ModelState | None, name: str, item: tuple[Any, ...]) -> tuple[M
     """Fold one item in; True when the model's quality drift detector fired."""
     state = state or ModelState(OnlineModel(name))
     kind, fired = item[0], False
+    state.changes += 1
     if kind == "example":
         _, _, x, y, ts, _extra = item
         fired = state.model.learn_one(x, y)
@@ -59,6 +68,16 @@ def apply(state: ModelState | None, name: str, item: tuple[Any, ...]) -> tuple[M
             state.stats.control += 1
         else:
             state.stats.impressions += 1
+    elif kind == "exposure":
+        if item[2]:
+            state.stats.control_exposed += 1
+        else:
+            state.stats.treated += 1
+    elif kind == "conversion":
+        if item[2]:
+            state.stats.control_conv += 1
+        else:
+            state.stats.treated_conv += 1
     elif kind == "feedback":
         _, _, outcome, value, late, _ts = item
         st = state.stats
@@ -74,8 +93,7 @@ def apply(state: ModelState | None, name: str, item: tuple[Any, ...]) -> tuple[M
 
 def should_publish(state: ModelState, every: int) -> bool:
     """Publish the first version at once, then every `every` changes."""
-    v = state.model.version + state.stats.impressions
-    if state.published < 0 or v - state.published >= every:
-        state.published = v
+    if state.published < 0 or state.changes - state.published >= every:
+        state.published = state.changes
         return True
     return False

@@ -10,8 +10,9 @@ Run it with `python -m bytewax.run flows.main:flow` (settings from the environme
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
-from typing import Any, Iterable
+from typing import Any
 
 import bytewax.operators as op
 from bytewax.dataflow import Dataflow
@@ -71,19 +72,29 @@ def needs_identity(t: tuple[Any, ...]) -> bool:
     return ev["type"] == "identify" or "customer_id" not in ev
 
 
-def _reward_windows(settings: Settings) -> Any:
-    state: dict[str, Any] = {"catalog": None}
+def _catalog_lookups(settings: Settings) -> tuple[Any, Any]:
+    """Reward window and category of an offer, from the catalog (re-read when it changes)."""
+    path = settings.rules_dir / "offers.yaml"
+    state: dict[str, Any] = {"catalog": None, "mtime": None}
+
+    def offer(offer_id: str) -> Any:
+        try:
+            mtime = path.stat().st_mtime
+            if mtime != state["mtime"]:
+                state["catalog"], state["mtime"] = Catalog.load(path), mtime
+        except (OSError, RuleError):
+            pass
+        return state["catalog"].by_id.get(offer_id) if state["catalog"] else None
 
     def window(offer_id: str) -> float:
-        if state["catalog"] is None:
-            try:
-                state["catalog"] = Catalog.load(settings.rules_dir / "offers.yaml")
-            except RuleError:
-                return 7 * 86400.0
-        offer = state["catalog"].by_id.get(offer_id)
-        return (offer.reward_window_days if offer else 7.0) * 86400.0
+        o = offer(offer_id)
+        return (o.reward_window_days if o else 7.0) * 86400.0
 
-    return window
+    def category(offer_id: str) -> str | None:
+        o = offer(offer_id)
+        return o.category if o else None
+
+    return window, category
 
 
 def build_flow(
@@ -92,7 +103,8 @@ def build_flow(
     url = settings.redis_url
     secret = settings.secret()
     cache = ModelCache(url, secret)
-    ctx = Context(models=cache.get, reward_window=_reward_windows(settings),
+    window, category = _catalog_lookups(settings)
+    ctx = Context(models=cache.get, reward_window=window, category=category,
                   churn_threshold=settings.churn_threshold)
     source = source or RedisStreamSource(str(url), settings.partitions, settings.flow_batch)
     sink = sink or RedisSink(str(url), settings.deadletter_maxlen)
@@ -121,7 +133,7 @@ def build_flow(
     by_population = op.key_on("by_population", to_population.trues, lambda o: o[1])
     valued = op.key_rm("valued", batched("population", by_population, population.step))
     to_models = op.branch("to_models", to_population.falses,
-                          lambda o: o[0] in ("example", "impression", "feedback"))
+                          lambda o: o[0] in ("example", "impression", "feedback", "exposure", "conversion"))
 
     def model_step(state: learning.ModelState | None, items: list[tuple[Any, ...]]) -> tuple[Any, list[Any]]:
         out: list[Any] = []

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC
 from typing import Any
 
 from fastapi import APIRouter
@@ -10,6 +11,7 @@ from api.deps import Admin, Agent, State
 from api.errors import ApiError
 from api.responses import ORJSON
 from engine import store
+from engine.uplift import uplift
 
 router = APIRouter(tags=["catalog and models"])
 
@@ -27,7 +29,12 @@ def performance(st: Any, offer_id: str) -> dict[str, Any]:
     for k in ("impressions", "control_impressions", "accepted", "rejected", "ignored", "revenue"):
         perf.setdefault(k, 0)
     perf.setdefault("acceptance_rate", None)
-    perf.setdefault("uplift", None)
+    conv = perf.pop("conversion", None) or uplift(0, 0, 0, 0)
+    perf["uplift"] = conv["uplift"]
+    perf["uplift_ci95"] = conv["ci95"]
+    perf["conversion"] = conv
+    perf["uplift_definition"] = ("conversion = a purchase in the offer's category within its reward "
+                                 "window; uplift = treated rate - control rate")
     return {"offer_id": offer_id, **perf}
 
 
@@ -81,6 +88,6 @@ async def status(st: State, _: Admin) -> ORJSON:
 
 
 def _iso(ts: float) -> str:
-    from datetime import datetime, timezone
+    from datetime import datetime
 
-    return datetime.fromtimestamp(ts, timezone.utc).isoformat()
+    return datetime.fromtimestamp(ts, UTC).isoformat()
