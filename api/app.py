@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import Any
 
 import redis.asyncio as aioredis
 from fastapi import FastAPI
@@ -68,7 +69,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not st.ingest_sha:
             import hashlib
 
-            st.ingest_sha = hashlib.sha1(store.INGEST_LUA.encode()).hexdigest()  # noqa: S324
+            st.ingest_sha = hashlib.sha1(store.INGEST_LUA.encode()).hexdigest()
         app.state.nb = st
         stop = asyncio.Event()
         task = asyncio.create_task(watch(sub, st.models, st.catalog, stop=stop))

@@ -39,7 +39,7 @@ class Decayed:
 class DecayedMean:
     """A decayed weighted mean (e.g. of call sentiment)."""
 
-    __slots__ = ("num", "den")
+    __slots__ = ("den", "num")
 
     def __init__(self, half_life: float) -> None:
         self.num = Decayed(half_life)

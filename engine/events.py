@@ -163,7 +163,7 @@ class Outcome(_Base):
 
 
 AnyEvent = Annotated[
-    Union[Click, Call, Transaction, Profile, Identify, Consent, Feedback, Outcome],
+    Click | Call | Transaction | Profile | Identify | Consent | Feedback | Outcome,
     Field(discriminator="type"),
 ]
 _adapter: TypeAdapter[Any] = TypeAdapter(AnyEvent)

@@ -60,7 +60,7 @@ def references(source: str) -> dict[str, set[str]] | None:
 class Condition:
     """A compiled boolean expression over a dict of data."""
 
-    __slots__ = ("source", "where", "_compiled", "_refs")
+    __slots__ = ("_compiled", "_refs", "source", "where")
 
     def __init__(self, source: str, where: str, compiled: Any) -> None:
         self.source, self.where, self._compiled = source, where, compiled

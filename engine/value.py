@@ -52,7 +52,7 @@ def fit_bgnbd(x: np.ndarray, t_x: np.ndarray, T: np.ndarray) -> dict[str, float]
                    options={"maxiter": 3000, "xatol": 1e-6, "fatol": 1e-9})
     r, alpha, a, b = np.exp(res.x)
     return {"r": float(r), "alpha": float(alpha), "a": float(a), "b": float(b),
-            "nll": float(res.fun), "n": int(len(x))}
+            "nll": float(res.fun), "n": len(x)}
 
 
 def gg_ll(params: np.ndarray, x: np.ndarray, m: np.ndarray) -> float:

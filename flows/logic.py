@@ -8,7 +8,8 @@ function sees all of a key's items in a batch at once, and a snapshot is one `pi
 from __future__ import annotations
 
 import pickle
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from bytewax.dataflow import Stream
 from bytewax.operators import KeyedStream, StatefulBatchLogic, stateful_batch
@@ -19,7 +20,7 @@ Step = Callable[[Any, list[Any]], tuple[Any, Iterable[Any]]]
 class _Logic(StatefulBatchLogic[Any, Any, bytes]):
     def __init__(self, step: Step, resume: bytes | None) -> None:
         self.step = step
-        self.state = pickle.loads(resume) if resume is not None else None  # noqa: S301 - our own snapshot
+        self.state = pickle.loads(resume) if resume is not None else None
 
     def on_batch(self, values: list[Any]) -> tuple[Iterable[Any], bool]:
         self.state, out = self.step(self.state, values)
@@ -34,4 +35,4 @@ def batched(step_id: str, up: KeyedStream[Any], step: Step) -> KeyedStream[Any]:
     return stateful_batch(step_id, up, lambda resume: _Logic(step, resume))
 
 
-__all__ = ["batched", "Stream"]
+__all__ = ["Stream", "batched"]

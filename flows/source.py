@@ -8,7 +8,7 @@ recovery it re-reads the stream from the start and rebuilds the same state.
 from __future__ import annotations
 
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import redis
@@ -40,10 +40,10 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
         try:
             res = self.client.xread({self.key: self.last_id}, count=self.batch)
         except redis.ConnectionError:
-            self._awake = datetime.now(timezone.utc) + timedelta(seconds=1)
+            self._awake = datetime.now(UTC) + timedelta(seconds=1)
             return []
         if not res:
-            self._awake = datetime.now(timezone.utc) + _IDLE
+            self._awake = datetime.now(UTC) + _IDLE
             return []
         self._awake = None
         out: list[Item] = []

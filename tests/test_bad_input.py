@@ -4,7 +4,6 @@ live API's OpenAPI schema, and hostile bodies that must get a 4xx with a message
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import orjson

@@ -10,8 +10,15 @@ from lifetimes import BetaGeoFitter, GammaGammaFitter
 from lifetimes.generate_data import beta_geometric_nbd_model
 
 from engine.population import Population
-from engine.value import (DAY, at_horizon, expected_purchases, fit_bgnbd, fit_gamma_gamma,
-                          p_alive, segment)
+from engine.value import (
+    DAY,
+    at_horizon,
+    expected_purchases,
+    fit_bgnbd,
+    fit_gamma_gamma,
+    p_alive,
+    segment,
+)
 
 TRUE = {"r": 0.25, "alpha": 4.0, "a": 0.8, "b": 2.5}
 
