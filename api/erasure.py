@@ -58,6 +58,7 @@ async def erase(st: Any, cid: str, doc: dict[str, Any] | None, now: float) -> di
     pipe = r.pipeline(transaction=False)
     pipe.delete(*store.customer_keys(cid))
     pipe.srem(store.CUSTOMERS, cid)
+    pipe.zrem(store.WATCH, cid)
     for a in anon_ids:
         pipe.delete(store.anon(a), store.customer("anon:" + a))
     for d in (doc or {}).get("d", []):

@@ -11,10 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import uplift, value
+from engine import drift, uplift, value
 from engine.alerts import Cooldown, churn_alert
 from engine.features import DAY, CustomerState
 from engine.models import OnlineModel
+from engine.opportunity import AlertRules
 from engine.types import Event
 from engine.vector import vectorize
 
@@ -28,6 +29,7 @@ class Context:
     models: Callable[[], dict[str, OnlineModel]] = dict
     reward_window: Callable[[str], float] = lambda offer_id: 7 * DAY
     category: Callable[[str], str | None] = lambda offer_id: None
+    alert_rules: Callable[[], AlertRules] = AlertRules
     churn_threshold: float = 0.6
     alert_cooldown_s: float = 7 * DAY
 
@@ -51,6 +53,7 @@ class Customer:
     decisions: list[str] = field(default_factory=list)
     scores: dict[str, Any] = field(default_factory=lambda: {"outcomes": {}})
     exposures: dict[str, tuple[float, bool, str]] = field(default_factory=dict)
+    watch_at: float | None = None
 
 
 def scores(c: Customer, models: dict[str, OnlineModel], x: dict[str, float]) -> dict[str, Any]:
@@ -183,10 +186,35 @@ def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True,
         if any(name.startswith("outcome:") for name in models):
             c.scores = scores(c, models, vectorize(features, st.attributes))
             out += _alerts(c, c.scores, st.last_ts, ctx, models)
+    out += _behaviour_alerts(c, features, ctx, rescore)
+    deadline = drift.watch_deadline(st.purchase_days)
+    if deadline != c.watch_at:  # when this customer's silence would become abnormal
+        c.watch_at = deadline
+        out.append(("watch", st.customer_id, deadline))
     doc = snapshot(c, features, c.scores)
     if doc["v"] and any(ev.get("type") == "transaction" for ev in events):
         out.append(("summary", "population", st.customer_id, doc["v"], st.last_ts))
     out.append(("profile", st.customer_id, doc))
+
+
+def _behaviour_alerts(c: Customer, features: dict[str, Any], ctx: Context,
+                      rescore: bool) -> list[Output]:
+    """Opportunities (rules/alerts.yaml) every batch; drift when more than clicks arrived."""
+    st, rules = c.state, ctx.alert_rules()
+    data = {"features": features, "attributes": st.attributes, "scores": c.scores}
+    found = [(f"opportunity:{a.data['rule']}", a, a.data["cooldown_days"] * DAY)
+             for a in rules.opportunities_for(st.customer_id, st.owner, data, st.last_ts)]
+    if rescore:
+        cooldown = rules.thresholds.get("cooldown_days", 7.0) * DAY
+        rhythm = drift.rhythm_break(st.customer_id, st.owner, st.purchase_days, st.last_ts / DAY,
+                                    st.purchase_total, st.last_ts)
+        mood = drift.sentiment_drop(st.customer_id, st.owner, st.sentiment_short.value(st.last_ts),
+                                    st.sentiment_long.value(st.last_ts),
+                                    int(features.get("call_count_30d", 0)), st.purchase_total,
+                                    st.last_ts)
+        found += [(f"drift:{a.data['signal']}", a, cooldown) for a in (rhythm, mood) if a]
+    return [("alert", a.to_dict()) for key, a, cool in found
+            if c.cooldown.allow(key, st.last_ts, cool)]
 
 
 def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,

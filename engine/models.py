@@ -56,8 +56,12 @@ class OnlineModel:
         p = self.predict_one(x)
         self.auc.update(y, p)
         self.logloss.update(y, p)
+        before = self.error_drift.estimation
         self.error_drift.update(abs(float(y) - p))
-        fired = self.examples > 50 and self.error_drift.drift_detected
+        # ADWIN flags any change; only a rise in the error is a loss of quality (a falling
+        # error is the model still learning)
+        fired = (self.examples > 50 and self.error_drift.drift_detected
+                 and self.error_drift.estimation > before)
         if fired:
             self.drifts += 1
             self.last_drift_at = self.examples

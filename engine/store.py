@@ -21,6 +21,7 @@ MODELS_META = f"{PREFIX}:models:meta"
 MODELS_CHANNEL = f"{PREFIX}:models:changed"
 CLOCK = f"{PREFIX}:clock"
 VALUE_PARAMS = f"{PREFIX}:value:params"
+WATCH = f"{PREFIX}:watch"  # zset: customer -> event time when their silence becomes abnormal
 CUSTOMERS = f"{PREFIX}:customers"
 STATS = f"{PREFIX}:stats"
 HEARTBEAT = f"{PREFIX}:flow:heartbeat"

@@ -26,6 +26,7 @@ from engine.customer import Context, Customer, process_batch
 from engine.events import BadEvent, parse
 from engine.identity import resolve
 from engine.models import sign
+from engine.opportunity import AlertRules
 from engine.rules import RuleError
 from flows.logic import batched
 from flows.models import ModelCache
@@ -72,6 +73,24 @@ def needs_identity(t: tuple[Any, ...]) -> bool:
     return ev["type"] == "identify" or "customer_id" not in ev
 
 
+def _alert_rules(settings: Settings) -> Any:
+    """rules/alerts.yaml, re-read when it changes; a broken edit keeps the last good rules."""
+    path = settings.rules_dir / "alerts.yaml"
+    state: dict[str, Any] = {"rules": AlertRules(), "mtime": None}
+
+    def rules() -> AlertRules:
+        try:
+            mtime = path.stat().st_mtime
+            if mtime != state["mtime"]:
+                state["mtime"] = mtime
+                state["rules"] = AlertRules.load(path)
+        except (OSError, RuleError):
+            pass
+        return state["rules"]
+
+    return rules
+
+
 def _catalog_lookups(settings: Settings) -> tuple[Any, Any]:
     """Reward window and category of an offer, from the catalog (re-read when it changes)."""
     path = settings.rules_dir / "offers.yaml"
@@ -105,9 +124,11 @@ def build_flow(
     cache = ModelCache(url, secret)
     window, category = _catalog_lookups(settings)
     ctx = Context(models=cache.get, reward_window=window, category=category,
+                  alert_rules=_alert_rules(settings),
                   churn_threshold=settings.churn_threshold)
     source = source or RedisStreamSource(str(url), settings.partitions, settings.flow_batch)
-    sink = sink or RedisSink(str(url), settings.deadletter_maxlen)
+    sink = sink or RedisSink(str(url), settings.deadletter_maxlen, partitions=settings.partitions,
+                             dedup_ttl=settings.dedup_ttl_s, maxlen=settings.stream_maxlen)
 
     flow = Dataflow("nextbest")
     parsed = op.map("parse", op.input("events", flow, source), parse_item)

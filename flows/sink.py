@@ -18,11 +18,22 @@ SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
          "if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end return 1"
 
 
+# KEYS: watch zset. ARGV: customer, deadline. Removes the watch only if it was not moved since.
+UNWATCH = "if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then " \
+          "redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end return 0"
+SWEEP_EVERY_S = 3600.0  # event time between silence sweeps
+
+
 class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
-    def __init__(self, url: str, dlq_maxlen: int, alerts_maxlen: int) -> None:
+    def __init__(self, url: str, dlq_maxlen: int, alerts_maxlen: int,
+                 ingest: tuple[int, int, int]) -> None:
         self.client = redis.Redis.from_url(url)
         self.dlq_maxlen, self.alerts_maxlen = dlq_maxlen, alerts_maxlen
         self.setmax = self.client.register_script(SETMAX)
+        self.unwatch = self.client.register_script(UNWATCH)
+        self.ingest = self.client.register_script(store.INGEST_LUA)
+        self.partitions, self.dedup_ttl, self.maxlen = ingest
+        self.next_sweep = 0.0
 
     def write_batch(self, items: list[tuple[Any, ...]]) -> None:
         while True:
@@ -64,6 +75,11 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             elif kind == "value_params":
                 pipe.set(store.VALUE_PARAMS, store.encode(item[1]))
                 models_changed = True
+            elif kind == "watch":
+                if item[2] is None:
+                    pipe.zrem(store.WATCH, item[1])
+                else:
+                    pipe.zadd(store.WATCH, {item[1]: item[2]})
             elif kind == "link":
                 pipe.set(store.anon(item[1]), item[2])
             elif kind == "forget":
@@ -77,6 +93,27 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         if models_changed:
             pipe.publish(store.MODELS_CHANNEL, b"1")
         pipe.execute()
+        if clock >= self.next_sweep:
+            self.next_sweep = clock + SWEEP_EVERY_S
+            self.sweep(clock)
+
+    def sweep(self, clock: float) -> None:
+        """Tick the customers whose silence became abnormal by `clock` (event time): the tick
+        goes through their partition like any event, so their own state decides."""
+        due = self.client.zrangebyscore(store.WATCH, "-inf", clock, start=0, num=2000,
+                                        withscores=True)
+        if not due:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for member, deadline in due:
+            cid = member.decode()
+            tick = {"type": "tick", "_internal": True, "customer_id": cid, "ts": clock,
+                    "event_id": f"tick:{cid}:{deadline:.0f}"}
+            keys, args = store.ingest_args(tick, self.partitions, self.dedup_ttl, self.maxlen)
+            self.ingest(keys=keys, args=args, client=pipe)
+            self.unwatch(keys=[store.WATCH], args=[cid, repr(deadline)],
+                         client=pipe)
+        pipe.execute()
 
     def _erase(self, pipe: Any, cid: str, anon_ids: list[str], decisions: list[str],
                record: tuple[Any, ...] = (None, None, None)) -> None:
@@ -86,6 +123,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.delete(store.seen(p, event_id))
         pipe.delete(*store.customer_keys(cid))
         pipe.srem(store.CUSTOMERS, cid)
+        pipe.zrem(store.WATCH, cid)
         for a in anon_ids:
             pipe.delete(store.anon(a), store.customer("anon:" + a))
         for d in decisions:
@@ -96,8 +134,10 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
 
 
 class RedisSink(DynamicSink[tuple[Any, ...]]):
-    def __init__(self, url: str, dlq_maxlen: int = 100_000, alerts_maxlen: int = 100_000) -> None:
+    def __init__(self, url: str, dlq_maxlen: int = 100_000, alerts_maxlen: int = 100_000,
+                 partitions: int = 4, dedup_ttl: int = 30 * 86400, maxlen: int = 5_000_000) -> None:
         self.url, self.dlq_maxlen, self.alerts_maxlen = url, dlq_maxlen, alerts_maxlen
+        self.ingest = (partitions, dedup_ttl, maxlen)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Writer:
-        return _Writer(self.url, self.dlq_maxlen, self.alerts_maxlen)
+        return _Writer(self.url, self.dlq_maxlen, self.alerts_maxlen, self.ingest)
