@@ -15,7 +15,7 @@ from api import console, errors, metrics
 from api.auth import KeyRing
 from api.context import AppState, RateLimiter
 from api.fallback import Fallback
-from api.registry import CatalogHolder, ModelRegistry, watch
+from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, watch
 from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
 from config import Settings, get_settings
@@ -70,9 +70,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             import hashlib
 
             st.ingest_sha = hashlib.sha1(store.INGEST_LUA.encode()).hexdigest()
+        st.policy = PolicyHolder(settings.rules_dir / "policy.yaml")
         app.state.nb = st
         stop = asyncio.Event()
-        task = asyncio.create_task(watch(sub, st.models, st.catalog, stop=stop))
+        task = asyncio.create_task(watch(sub, st.models, st.catalog, stop=stop, policy=st.policy))
         try:
             yield
         finally:

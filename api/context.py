@@ -11,7 +11,7 @@ import redis.asyncio as aioredis
 from api.auth import KeyRing
 from api.errors import ApiError
 from api.fallback import Breaker
-from api.registry import CatalogHolder, ModelRegistry
+from api.registry import CatalogHolder, ModelRegistry, PolicyHolder
 from config import Settings
 
 
@@ -44,4 +44,5 @@ class AppState:
     limiter: RateLimiter
     rng: random.Random = field(default_factory=random.Random)
     breaker: Breaker = field(default_factory=Breaker)
+    policy: PolicyHolder | None = None
     ingest_sha: str = ""

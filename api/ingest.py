@@ -9,13 +9,15 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from engine import store
+from engine.policy import response_field
 
 
 async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None,
                  consent: bool = False) -> list[int]:
     """Append validated events; returns 1 for each appended, 0 for each duplicate.
 
-    With `consent`, consent events are also recorded where decisions read them at once.
+    With `consent`, consent and feedback events are also recorded where decisions read them at
+    once (consent gate, contact policy).
     """
     s = st.settings
     own = pipe is None
@@ -28,6 +30,9 @@ async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None,
         if ev["type"] == "consent":
             pipe.eval(CONSENT_LUA, 1, store.consent(ev["customer_id"]), ev["purpose"],
                       "1" if ev["granted"] else "0", ev["ts"])
+            extra += 1
+        elif ev["type"] == "feedback" and (field := response_field(ev["offer_id"], ev["outcome"])):
+            pipe.hset(store.contact(ev["customer_id"]), field, ev["ts"])  # contact policy
             extra += 1
     if not own:
         return []

@@ -20,14 +20,18 @@ async def resolve(st: Any, customer_id: str | None, anonymous_id: str | None) ->
     return linked.decode() if linked else "anon:" + anonymous_id
 
 
-async def fetch(st: Any, cid: str, extra: list[str] | None = None) -> tuple[dict[str, Any] | None, float, list[Any]]:
-    """The stored document, the engine clock (event time), and any extra keys' values."""
+async def fetch(st: Any, cid: str, extra: list[str] | None = None,
+                hashes: list[str] | None = None) -> tuple[dict[str, Any] | None, float, list[Any]]:
+    """The stored document, the engine clock (event time), and extra keys' values (strings,
+    then hashes), all in one round trip."""
     pipe = st.redis.pipeline(transaction=False)
     pipe.get(store.customer(cid))
     pipe.get(store.CLOCK)
     pipe.hgetall(store.consent(cid))
     for key in extra or []:
         pipe.get(key)
+    for key in hashes or []:
+        pipe.hgetall(key)
     raw, clock, consent, *rest = await pipe.execute()
     clock_ts = float(clock) if clock else 0.0
     return with_consent(store.decode(raw), consent), clock_ts, rest

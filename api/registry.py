@@ -17,6 +17,7 @@ from engine import store
 from engine.catalog import Catalog
 from engine.learning import ModelState
 from engine.models import OnlineModel, UntrustedModel, load
+from engine.policy import Policy
 from engine.rules import RuleError
 
 log = logging.getLogger("nextbest.api")
@@ -48,6 +49,26 @@ class CatalogHolder:
             self.error = str(exc)
             log.error("catalog reload failed, keeping the previous one: %s", exc)
             return False
+
+
+class PolicyHolder:
+    """The contact policy (rules/policy.yaml), reloaded on change; a broken edit keeps the last."""
+
+    def __init__(self, path: Path) -> None:
+        self.path, self.mtime, self.error = path, None, None
+        self.policy = Policy()
+        self.refresh()
+
+    def refresh(self) -> None:
+        try:
+            mtime = self.path.stat().st_mtime if self.path.exists() else None
+            if mtime != self.mtime:
+                self.mtime = mtime
+                self.policy = Policy.load(self.path)
+                self.error = None
+        except RuleError as exc:
+            self.error = str(exc)
+            log.error("policy reload failed, keeping the previous one: %s", exc)
 
 
 class ModelRegistry:
@@ -87,7 +108,8 @@ class ModelRegistry:
 
 
 async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHolder,
-                poll_s: float = 5.0, stop: asyncio.Event | None = None) -> None:
+                poll_s: float = 5.0, stop: asyncio.Event | None = None,
+                policy: PolicyHolder | None = None) -> None:
     """Reload models on pub/sub notices (and every `poll_s` regardless), the catalog on change."""
     pubsub = None
     stop = stop or asyncio.Event()
@@ -103,6 +125,8 @@ async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHold
                     pass  # coalesce a burst of notices into one reload
                 await registry.refresh(r)
             catalog.refresh()
+            if policy is not None:
+                policy.refresh()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - Redis away: retry later, keep serving

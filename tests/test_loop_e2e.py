@@ -15,34 +15,43 @@ def consented(cid: str, ts: float) -> list[dict]:
 
 
 def test_feedback_moves_the_propensity_of_the_served_offer(api, flow):
-    events = consented("c1", T0) + [
-        ev(f"v{i}", "click", T0 + i, "c1", action="product_view", category="electronics")
-        for i in range(5)]
+    customers = [f"c{i}" for i in range(31)]  # the contact policy caps offers per customer
+    events = []
+    for cid in customers:
+        events += consented(cid, T0) + [
+            ev(f"{cid}-v{i}", "click", T0 + i, cid, action="product_view", category="electronics")
+            for i in range(5)]
     res = api.post("/v1/events", json=events)
     assert res.status_code == 202, res.text
     assert res.json()["accepted"] == len(events)
     flow.drain()
-    body = {"customer_id": "c1", "channel": "web", "offers": ["headphones_promo"]}
-    first = api.post("/v1/decisions", json=body).json()
+    body = {"channel": "web", "offers": ["headphones_promo"]}
+    first = api.post("/v1/decisions", json={**body, "customer_id": "c30"}).json()
     assert [o["offer_id"] for o in first["offers"]] == ["headphones_promo"]
     before = first["offers"][0]["propensity"]
-    for _ in range(30):
-        d = api.post("/v1/decisions", json=body).json()
+    accepted = 0
+    for cid in customers[:30]:
+        d = api.post("/v1/decisions", json={**body, "customer_id": cid}).json()
+        if not d["offers"]:
+            continue  # this customer is in the offer's control group
         res = api.post(f"/v1/decisions/{d['decision_id']}/feedback",
                        json={"offer_id": "headphones_promo", "outcome": "accepted", "value": 25})
         assert res.status_code == 202, res.text
+        accepted += 1
+    assert accepted >= 20
     flow.drain()
 
     def moved():
-        p = api.post("/v1/decisions", json=body).json()["offers"][0]["propensity"]
-        return p if p > before + 0.05 else None
+        d = api.post("/v1/decisions", json={**body, "customer_id": "c30", "channel": "call_center"}).json()
+        p = d["offers"][0]["propensity"] if d["offers"] else None
+        return p if p is not None and p > before + 0.05 else None
 
     after = wait_for(moved, timeout=15)
     assert after > before
     perf = get_json(api, "/v1/offers/headphones_promo/performance")
-    assert perf["accepted"] == 30 and perf["impressions"] >= 31
+    assert perf["accepted"] == accepted and perf["impressions"] >= accepted + 1
     models = {m["name"]: m for m in get_json(api, "/v1/models")["models"]}
-    assert models["offer:headphones_promo"]["examples"] == 30
+    assert models["offer:headphones_promo"]["examples"] == accepted
 
 
 def test_malformed_events_go_to_dead_letter_while_good_ones_are_processed(api, flow, r):

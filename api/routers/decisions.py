@@ -12,7 +12,7 @@ from api import ingest, metrics, profiles
 from api.deps import Decide, State
 from api.errors import ApiError
 from api.responses import ORJSON
-from engine import store
+from engine import policy, store
 from engine.decide import Decision, Request, decide
 from engine.events import BadEvent, validate
 from engine.vector import vectorize
@@ -50,12 +50,17 @@ def _offers(d: Decision) -> list[dict[str, Any]]:
 
 
 async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, Any], Decision]:
-    doc, clock, _ = await profiles.fetch(st, cid)
+    doc, clock, (contact,) = await profiles.fetch(st, cid, hashes=[store.contact(cid)])
     profile = profiles.to_profile(cid, doc, clock, st.models.value_params)
     req = Request(body.channel, body.context, body.limit, body.offers)
     x = vectorize(profile.features, profile.attributes, {**body.context, "channel": body.channel})
-    d = decide(st.catalog.catalog, st.models.offers, profile, req, x, profiles.now_of(clock),
-               st.rng, st.settings.epsilon, st.settings.control_share)
+    now = profiles.now_of(clock)
+    contact_state = policy.from_hash(contact)
+    catalog = st.catalog.catalog
+    blocked = st.policy.policy.blocked(contact_state, [(o.id, o.kind) for o in catalog.offers],
+                                       body.channel, now)
+    d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
+               st.settings.control_share, blocked=blocked)
     did = secrets.token_urlsafe(12)
     record = {
         "type": "decision", "_internal": True, "event_id": "d:" + did, "decision_id": did,
@@ -67,6 +72,11 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     pipe = st.redis.pipeline(transaction=False)
     await ingest.append(st, [record], pipe)
     pipe.set(store.decision(did), cid, ex=st.settings.dedup_ttl_s)
+    if d.ranked:
+        served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked],
+                               body.channel, now)
+        pipe.hset(store.contact(cid), "imp", store.encode(served["imp"]))
+        pipe.expire(store.contact(cid), int(policy.KEEP_DAYS * 86400))
     await ingest.execute(st, pipe)
     metrics.DECISIONS.labels(body.channel or "none", str(d.explored).lower()).inc()
     out = {"decision_id": did, "customer_id": cid, "offers": _offers(d), "explored": d.explored,
@@ -97,6 +107,6 @@ async def post_feedback(decision_id: str, body: FeedbackIn, st: State, _: Decide
         ev = validate(event)
     except BadEvent as exc:
         raise ApiError(422, "invalid_request", str(exc)) from None
-    added = await ingest.append(st, [ev])
+    added = await ingest.append(st, [ev], consent=True)
     metrics.FEEDBACK.labels(body.outcome).inc()
     return ORJSON({"accepted": 1, "duplicate": added == [0]}, status_code=202)

@@ -1,0 +1,121 @@
+"""Contact policy: caps per customer over rolling windows, per channel and across channels,
+a cooldown after a rejection, suppression after an acceptance.
+
+The contact state is a small dict kept in Redis per customer (shared by all API processes):
+`{"imp": [[ts, channel, kind], ...], "rej": {offer: ts}, "acc": {offer: ts}}`.
+
+>>> p = Policy.parse({"caps": [{"name": "weekly", "kinds": ["offer"], "window_days": 7, "max": 1}]})
+>>> state = record({}, [("o1", "offer")], "web", now=0.0)
+>>> p.blocked(state, [("o2", "offer"), ("s1", "service")], "web", now=3600.0)
+{'o2': 'contact cap weekly: 1 in 7 days'}
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from engine.rules import RuleError
+
+DAY = 86400.0
+KEEP_DAYS = 31.0
+KEEP_MAX = 100
+
+
+@dataclass
+class Cap:
+    name: str
+    window_days: float
+    max: int
+    kinds: list[str] | None = None
+    channels: list[str] | None = None
+
+    def counts(self, kind: str, channel: str | None) -> bool:
+        return ((self.kinds is None or kind in self.kinds)
+                and (self.channels is None or channel in self.channels))
+
+
+@dataclass
+class Policy:
+    caps: list[Cap] = field(default_factory=list)
+    reject_cooldown_days: float = 0.0
+    accept_suppress_days: float = 0.0
+
+    @classmethod
+    def parse(cls, doc: Any, source: str = "policy.yaml") -> Policy:
+        if not isinstance(doc, dict):
+            raise RuleError(f"{source}: needs a mapping")
+        caps = []
+        for i, c in enumerate(doc.get("caps") or []):
+            try:
+                caps.append(Cap(name=str(c.get("name", f"cap{i}")), window_days=float(c["window_days"]),
+                                max=int(c["max"]), kinds=c.get("kinds"), channels=c.get("channels")))
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
+                raise RuleError(f"{source}: cap #{i}: needs window_days and max ({exc})") from None
+        return cls(caps, float(doc.get("cooldown_after_rejection_days", 0)),
+                   float(doc.get("suppress_after_acceptance_days", 0)))
+
+    @classmethod
+    def load(cls, path: Path) -> Policy:
+        if not path.exists():
+            return cls()
+        try:
+            return cls.parse(yaml.safe_load(path.read_text()) or {}, path.name)
+        except yaml.YAMLError as exc:
+            raise RuleError(f"{path.name}: cannot read: {exc}") from exc
+
+    def blocked(self, state: dict[str, Any], offers: list[tuple[str, str]], channel: str | None,
+                now: float) -> dict[str, str]:
+        """Offer id -> why the policy holds it back now."""
+        out: dict[str, str] = {}
+        imps = state.get("imp", [])
+        full = {}  # each cap counted once, not once per offer
+        for cap in self.caps:
+            n = sum(1 for ts, ch, k in imps if now - ts < cap.window_days * DAY and cap.counts(k, ch))
+            if n >= cap.max:
+                full[cap.name] = (cap, f"contact cap {cap.name}: {n} in {cap.window_days:g} days")
+        for offer_id, kind in offers:
+            rej, acc = state.get("rej", {}).get(offer_id), state.get("acc", {}).get(offer_id)
+            if acc is not None and now - acc < self.accept_suppress_days * DAY:
+                out[offer_id] = "accepted recently"
+            elif rej is not None and now - rej < self.reject_cooldown_days * DAY:
+                out[offer_id] = "rejected recently"
+            else:
+                for cap, why in full.values():
+                    if cap.counts(kind, channel):
+                        out[offer_id] = why
+                        break
+        return out
+
+
+def record(state: dict[str, Any], served: list[tuple[str, str]], channel: str | None,
+           now: float) -> dict[str, Any]:
+    """The state after serving `served` (offer id, kind) on `channel` at `now`."""
+    imps = [i for i in state.get("imp", []) if now - i[0] < KEEP_DAYS * DAY]
+    imps += [[now, channel, kind] for _, kind in served]
+    return {**state, "imp": imps[-KEEP_MAX:]}
+
+
+def response_field(offer_id: str, outcome: str) -> str | None:
+    """The hash field a response is kept in (`rej:<offer>` / `acc:<offer>`), if it matters."""
+    key = {"accepted": "acc", "rejected": "rej"}.get(outcome)
+    return f"{key}:{offer_id}" if key else None
+
+
+def from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
+    """The contact state from its Redis hash."""
+    import orjson
+
+    state: dict[str, Any] = {"imp": [], "rej": {}, "acc": {}}
+    for k, v in raw.items():
+        name = k.decode()
+        if name == "imp":
+            state["imp"] = orjson.loads(v)
+        elif ":" in name:
+            kind, offer = name.split(":", 1)
+            if kind in ("rej", "acc"):
+                state[kind][offer] = float(v)
+    return state
