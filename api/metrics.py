@@ -10,8 +10,29 @@ EVENTS = Counter("nextbest_events_total", "Events received by the API", ["result
 DECISIONS = Counter("nextbest_decisions_total", "Decisions served", ["channel", "explored"])
 FEEDBACK = Counter("nextbest_feedback_total", "Feedback received", ["outcome"])
 FALLBACKS = Counter("nextbest_decision_fallbacks_total", "Decisions served from the fallback")
-PENDING = Gauge("nextbest_pending_events", "Accepted events the flow has not processed yet")
-DEADLETTERED = Gauge("nextbest_deadlettered_total", "Events sent to the dead-letter stream")
-MODELS = Gauge("nextbest_model_examples", "Examples learned per model", ["model"])
-MODEL_AUC = Gauge("nextbest_model_auc", "Progressive ROC AUC per model", ["model"])
-ACCEPTANCE = Gauge("nextbest_offer_acceptance_rate", "Acceptance rate per offer", ["offer"])
+# gauges mirror shared state (Redis), so with several workers any worker's value will do
+PENDING = Gauge("nextbest_pending_events", "Accepted events the flow has not processed yet",
+                multiprocess_mode="max")
+DEADLETTERED = Gauge("nextbest_deadlettered_total", "Events sent to the dead-letter stream",
+                     multiprocess_mode="max")
+MODELS = Gauge("nextbest_model_examples", "Examples learned per model", ["model"],
+               multiprocess_mode="max")
+MODEL_AUC = Gauge("nextbest_model_auc", "Progressive ROC AUC per model", ["model"],
+                  multiprocess_mode="max")
+MODEL_DRIFTS = Gauge("nextbest_model_drifts", "Quality drifts detected per model", ["model"],
+                     multiprocess_mode="max")
+ACCEPTANCE = Gauge("nextbest_offer_acceptance_rate", "Acceptance rate per offer", ["offer"],
+                   multiprocess_mode="max")
+
+
+def exposition() -> bytes:
+    """All workers' metrics when running several (PROMETHEUS_MULTIPROC_DIR), else this one's."""
+    import os
+
+    from prometheus_client import CollectorRegistry, generate_latest, multiprocess
+
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -57,8 +58,8 @@ class Engine:
             self.start_api()
         return self
 
-    def _spawn(self, name: str, args: list[str]) -> None:
-        env = {**os.environ, **self.settings.env()}
+    def _spawn(self, name: str, args: list[str], extra_env: dict[str, str] | None = None) -> None:
+        env = {**os.environ, **self.settings.env(), **(extra_env or {})}
         log = open(self.settings.data_dir / f"{name}.log", "ab")  # noqa: SIM115
         self.procs[name] = subprocess.Popen(
             [sys.executable, *args], env=env, stdout=log if self.quiet else None,
@@ -69,10 +70,16 @@ class Engine:
 
     def start_api(self) -> None:
         s = self.settings
+        extra = {}
+        if s.api_workers > 1:  # prometheus-client aggregates the workers through files
+            prom = s.data_dir / "prometheus"
+            shutil.rmtree(prom, ignore_errors=True)
+            prom.mkdir(parents=True)
+            extra["PROMETHEUS_MULTIPROC_DIR"] = str(prom.resolve())
         args = ["-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", s.api_host,
                 "--port", str(s.api_port), "--workers", str(s.api_workers), "--loop", "uvloop",
                 "--http", "httptools", "--no-access-log", "--log-level", "warning"]
-        self._spawn("api", args)
+        self._spawn("api", args, extra)
         self.wait_api()
 
     def wait_api(self, timeout: float = 60.0) -> None:

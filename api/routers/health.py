@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 from fastapi.responses import Response
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST
 
 from api import metrics
 from api.deps import State
@@ -42,9 +42,10 @@ async def prometheus(st: State) -> Response:
         pass
     for name, meta in st.models.meta.items():
         metrics.MODELS.labels(name).set(meta.get("examples") or 0)
+        metrics.MODEL_DRIFTS.labels(name).set(meta.get("drifts") or 0)
         if meta.get("auc") is not None:
             metrics.MODEL_AUC.labels(name).set(meta["auc"])
         rate = (meta.get("performance") or {}).get("acceptance_rate")
         if name.startswith("offer:") and rate is not None:
             metrics.ACCEPTANCE.labels(name.removeprefix("offer:")).set(rate)
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
