@@ -22,7 +22,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         settings.api_port = args.port
     stats = run(settings, args.duration, args.customers, args.seed, console)
     acc, rnd, orc = stats.rates(stats.served)
-    console.print(f"acceptance {acc:.1%} vs random {rnd:.1%} (oracle {orc:.1%}) over the last "
+    n = max(1, len(stats.value))
+    ev, rv, ov = (sum(v[i] for v in stats.value) / n for i in range(3))
+    console.print(f"acceptance {acc:.1%} vs random {rnd:.1%} (oracle {orc:.1%}); expected value per "
+                  f"decision {ev:.2f} vs random {rv:.2f} (oracle {ov:.2f}) over the last "
                   f"{len(stats.served)} decisions; {stats.alerts} alerts raised")
     return 0
 

@@ -30,6 +30,7 @@ class Stats:
     decisions: int = 0
     served: deque[tuple[int, float, float]] = field(default_factory=lambda: deque(maxlen=1000))
     first: list[tuple[int, float, float]] = field(default_factory=list)
+    value: deque[tuple[float, float, float]] = field(default_factory=lambda: deque(maxlen=1000))
     latencies: deque[float] = field(default_factory=lambda: deque(maxlen=2000))
     alerts: int = 0
     models: int = 0
@@ -58,6 +59,11 @@ def table(stats: Stats, url: str) -> Table:
     t.add_row("acceptance, last 1000 decisions", f"[bold green]{acc:.1%}[/]")
     t.add_row("  random-choice baseline", f"{rnd:.1%}")
     t.add_row("  oracle (knows hidden tastes)", f"{orc:.1%}")
+    if stats.value:
+        n = len(stats.value)
+        ev, rv, ov = (sum(v[i] for v in stats.value) / n for i in range(3))
+        t.add_row("expected value / decision, last 1000", f"[bold green]{ev:.2f}[/]")
+        t.add_row("  random choice / oracle", f"{rv:.2f} / {ov:.2f}")
     t.add_row("alerts raised", f"{stats.alerts}")
     t.add_row("models learned", f"{stats.models}")
     t.add_row("events pending in the flow", f"{stats.pending}")
@@ -65,14 +71,14 @@ def table(stats: Stats, url: str) -> Table:
     return t
 
 
-def _offer_categories(client: httpx.Client) -> dict[str, str | None]:
+def _offer_categories(client: httpx.Client) -> dict[str, tuple[str | None, float]]:
     offers = client.get("/v1/offers").json()["offers"]
-    return {o["id"]: o.get("category") for o in offers
+    return {o["id"]: (o.get("category"), float(o.get("value") or 0.0)) for o in offers
             if o["kind"] == "offer" and (not o.get("channels") or "web" in o["channels"])}
 
 
 def play_round(client: httpx.Client, pop: Population, ts: float, stats: Stats,
-               categories: dict[str, str | None], rng: random.Random) -> None:
+               categories: dict[str, tuple[str | None, float]], rng: random.Random) -> None:
     active = [pop.pick() for _ in range(25)]
     events = [ev for c in active for ev in pop.activity(c, ts)]
     client.post("/v1/events", json=events).raise_for_status()
@@ -89,11 +95,13 @@ def play_round(client: httpx.Client, pop: Population, ts: float, stats: Stats,
         if not d["offers"]:
             continue
         offer = d["offers"][0]["offer_id"]
-        cat = categories.get(offer)
+        cat, value = categories.get(offer, (None, 0.0))
         accepted = pop.respond(c, cat)
-        cats = list(categories.values())
+        cats = [k for k, _ in categories.values()]
         row = (int(accepted), expected_random(c, cats), oracle(c, cats))
         stats.served.append(row)
+        worth = [c.p_accept(k) * v for k, v in categories.values()]
+        stats.value.append((c.p_accept(cat) * value, sum(worth) / len(worth), max(worth)))
         if len(stats.first) < 1000:
             stats.first.append(row)
         client.post(f"/v1/decisions/{d['decision_id']}/feedback",
