@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     dedup_ttl_s: int = 30 * 86400
     max_batch: int = 1000
     max_body_bytes: int = 4 * 1024 * 1024
+    exploration: str = Field(default="thompson", pattern="^(thompson|epsilon)$")
     epsilon: float = Field(default=0.1, ge=0, le=1)
     control_share: float = Field(default=0.05, ge=0, le=1)
     churn_threshold: float = Field(default=0.6, ge=0, le=1)

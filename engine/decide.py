@@ -105,7 +105,7 @@ def candidates(
     return keep, rejected
 
 
-PRIOR_WEIGHT = 20.0  # examples' worth of belief in the catalog's prior
+PRIOR_WEIGHT = 8.0  # examples' worth of belief in the catalog's prior
 
 
 def propensity(offer: Offer, model: OnlineModel | None, x: Vector) -> float:
@@ -136,7 +136,7 @@ def score(offer: Offer, model: OnlineModel | None, x: Vector) -> Scored:
 def decide(
     catalog: Catalog, models: dict[str, OnlineModel], profile: Profile, request: Request,
     x: Vector, now: float, rng: random.Random, epsilon: float, control_share: float,
-    blocked: dict[str, str] | None = None,
+    blocked: dict[str, str] | None = None, exploration: str = "thompson",
 ) -> Decision:
     offers, rejected = candidates(catalog, profile, request, now, blocked)
     held = [o.id for o in offers if o.marketing and in_control(profile.customer_id, o, control_share)]
@@ -144,6 +144,8 @@ def decide(
     scored.sort(key=lambda s: -s.score)
     if not scored:
         return Decision([], False, 1.0, held, rejected, x)
+    if exploration == "thompson":
+        return _thompson(scored, models, request, held, rejected, x, rng)
     k = len(scored)
     explored = k > 1 and rng.random() < epsilon
     if explored:
@@ -153,3 +155,34 @@ def decide(
     greedy_first = not explored or pick == 0
     probability = epsilon / k + ((1 - epsilon) if greedy_first else 0.0)
     return Decision(scored[: max(1, request.limit)], explored, probability, held, rejected, x)
+
+
+THOMPSON_DRAWS = 64
+
+
+def _thompson(scored: list[Scored], models: dict[str, OnlineModel], request: Request,
+              held: list[str], rejected: dict[str, str], x: Vector, rng: random.Random) -> Decision:
+    """Thompson sampling over the propensities: each offer's P(accept) is drawn from a Beta
+    centred on the model's estimate, as wide as the examples behind it are few; the served
+    offer is the best draw x value x lever. Its probability of being served is estimated from
+    `THOMPSON_DRAWS` further draws, for off-policy evaluation."""
+    import numpy as np
+
+    gen = np.random.default_rng(rng.getrandbits(64))
+    p = np.array([s.propensity for s in scored])
+    n = np.array([min(_examples(models, s.offer.id), 500) + PRIOR_WEIGHT for s in scored], float)
+    worth = np.array([(s.offer.value or 1.0) * s.offer.lever for s in scored])
+    draws = gen.beta(p * n + 1.0, (1.0 - p) * n + 1.0, size=(THOMPSON_DRAWS + 1, len(scored)))
+    best = (draws * worth).argmax(axis=1)
+    pick = int(best[0])
+    probability = float((best[1:] == pick).mean()) or 1.0 / THOMPSON_DRAWS
+    explored = pick != 0
+    first = scored.pop(pick)
+    first.reasons.append(f"thompson draw {draws[0, pick]:.3f}" + (" (exploring)" if explored else ""))
+    ranked = [first] + scored
+    return Decision(ranked[: max(1, request.limit)], explored, round(probability, 4), held, rejected, x)
+
+
+def _examples(models: dict[str, OnlineModel], offer_id: str) -> int:
+    m = models.get(offer_id)
+    return m.examples if m is not None else 0

@@ -39,6 +39,7 @@ FEATURES: dict[str, str] = {
     "sentiment_trend": "short (7 d) minus long (90 d) decayed sentiment",
     "carted_not_bought": "products added to cart and not bought since",
     "interest_<category>": "click interest in the category, 7-day half-life (views 1, search 1, cart 3)",
+    "interest_share_<category>": "the category's share of all current click interest (0..1)",
     "calls_reason_<reason>": "calls for that reason",
     "bought_<category>": "items bought in the category",
 }
@@ -197,8 +198,11 @@ class CustomerState:
         out["sentiment"] = round(short, 4)
         out["sentiment_trend"] = round(short - self.sentiment_long.value(now), 4)
         out["carted_not_bought"] = len(self.carted)
-        for cat, decayed in self.interest.items():
-            out[f"interest_{cat}"] = round(decayed.value(now), 4)
+        interest = {cat: decayed.value(now) for cat, decayed in self.interest.items()}
+        total = sum(v for v in interest.values() if v > 0)
+        for cat, value in interest.items():
+            out[f"interest_{cat}"] = round(value, 4)
+            out[f"interest_share_{cat}"] = round(max(value, 0.0) / total, 4) if total else 0.0
         for reason, count in self.call_reasons.items():
             out[f"calls_reason_{reason}"] = count
         for cat, qty in self.bought.items():

@@ -20,6 +20,7 @@ from nextbest.engine import Engine
 from nextbest.simulator import Population, expected_random, oracle
 
 START_TS = 1767225600.0  # 2026-01-01T00:00:00Z, event time of the simulation's start
+DEMO_POLICY = "caps: []\ncooldown_after_rejection_days: 1\nsuppress_after_acceptance_days: 0\n"
 STEP_S = 900.0           # event time advanced per round (15 min: a 2-minute demo spans days)
 
 
@@ -122,6 +123,12 @@ def run(settings: Settings, duration: float | None, customers: int, seed: int,
     shutil.rmtree(demo_dir, ignore_errors=True)
     settings.data_dir = Path(demo_dir)
     settings.model_publish_every = min(settings.model_publish_every, 10)
+    # website personalisation slots, not marketing contacts: the demo's copy of the rules
+    # relaxes the contact caps (a rejected offer still cools down for a day)
+    rules = demo_dir / "rules"
+    shutil.copytree(settings.rules_dir, rules)
+    (rules / "policy.yaml").write_text(DEMO_POLICY)
+    settings.rules_dir = rules
     rng = random.Random(seed)
     pop = Population(customers, rng, START_TS)
     pop.plant_changes(START_TS + 86400)

@@ -60,7 +60,7 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     blocked = st.policy.policy.blocked(contact_state, [(o.id, o.kind) for o in catalog.offers],
                                        body.channel, now)
     d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
-               st.settings.control_share, blocked=blocked)
+               st.settings.control_share, blocked=blocked, exploration=st.settings.exploration)
     did = secrets.token_urlsafe(12)
     record = {
         "type": "decision", "_internal": True, "event_id": "d:" + did, "decision_id": did,
