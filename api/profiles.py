@@ -7,7 +7,7 @@ from typing import Any
 
 from engine import store
 from engine.decide import Profile
-from engine.features import DAY
+from engine.features import DAY, expand
 from engine.value import at_horizon
 
 
@@ -60,12 +60,12 @@ def now_of(clock: float) -> float:
 
 
 def aged(features: dict[str, Any], doc_ts: float, clock: float) -> dict[str, Any]:
-    """Recency features move on with the engine clock, not only with the customer's events."""
+    """The full features (stored compact), with recency moved on to the engine clock."""
+    out = expand(features)
     gap = max(0.0, clock - doc_ts) / DAY
     if gap <= 0:
-        return features
-    out = dict(features)
-    for name, value in features.items():
+        return out
+    for name, value in out.items():
         if name.startswith("days_since_") and value >= 0:
             out[name] = round(value + gap, 4)
     return out

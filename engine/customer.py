@@ -13,7 +13,7 @@ from typing import Any
 
 from engine import drift, uplift, value
 from engine.alerts import Cooldown, churn_alert
-from engine.features import DAY, CustomerState
+from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
 from engine.opportunity import AlertRules
 from engine.types import Event
@@ -235,7 +235,7 @@ def snapshot(c: Customer, features: dict[str, float], sc: dict[str, Any]) -> dic
     """What is written to Redis for the API: one compact document per customer."""
     st = c.state
     return {
-        "f": features, "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
+        "f": compact(features), "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
         "r": st.recent, "s": sc, "ids": sorted(st.anonymous_ids), "d": c.decisions[-5:],
         "v": value.summary(st.purchase_days, st.purchase_total, st.purchase_count, st.last_ts),
     }

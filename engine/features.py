@@ -208,3 +208,27 @@ class CustomerState:
         for cat, qty in self.bought.items():
             out[f"bought_{cat}"] = qty
         return out
+
+
+_DEFAULTS: dict[str, float] = {
+    name: (-1.0 if name.startswith("days_since_") else 0.0)
+    for name in FEATURES if "<" not in name
+}
+
+
+def compact(features: Features) -> Features:
+    """What is stored: features at their default (0, or -1 for "never") are left out.
+
+    >>> compact({"purchases": 0, "total_spend": 5.0, "days_since_call": -1.0})
+    {'total_spend': 5.0}
+    """
+    return {k: v for k, v in features.items() if v != _DEFAULTS.get(k, 0.0)}
+
+
+def expand(stored: Features) -> Features:
+    """The full feature dictionary from its compact form.
+
+    >>> expand({"total_spend": 5.0})["days_since_call"], expand({})["purchases"]
+    (-1.0, 0.0)
+    """
+    return {**_DEFAULTS, **stored}
