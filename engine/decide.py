@@ -55,6 +55,7 @@ class Decision:
     held_out: list[str]         # offers withheld for the control group
     rejected: dict[str, str]    # offer id -> why it was not a candidate
     x: Vector
+    candidates: list[Scored] = field(default_factory=list)  # every scored candidate
 
 
 def in_control(customer_id: str, offer: Offer, share: float) -> bool:
@@ -154,7 +155,8 @@ def decide(
         scored[0].reasons.append("exploration")
     greedy_first = not explored or pick == 0
     probability = epsilon / k + ((1 - epsilon) if greedy_first else 0.0)
-    return Decision(scored[: max(1, request.limit)], explored, probability, held, rejected, x)
+    return Decision(scored[: max(1, request.limit)], explored, probability, held, rejected, x,
+                    candidates=scored)
 
 
 THOMPSON_DRAWS = 64
@@ -180,7 +182,8 @@ def _thompson(scored: list[Scored], models: dict[str, OnlineModel], request: Req
     first = scored.pop(pick)
     first.reasons.append(f"thompson draw {draws[0, pick]:.3f}" + (" (exploring)" if explored else ""))
     ranked = [first] + scored
-    return Decision(ranked[: max(1, request.limit)], explored, round(probability, 4), held, rejected, x)
+    return Decision(ranked[: max(1, request.limit)], explored, round(probability, 4), held, rejected,
+                    x, candidates=ranked)
 
 
 def _examples(models: dict[str, OnlineModel], offer_id: str) -> int:

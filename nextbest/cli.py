@@ -77,6 +77,20 @@ def cmd_deadletter(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from nextbest import evaluate
+    from nextbest.engine import running_redis
+
+    settings = Settings()
+    settings.redis_url = settings.redis_url or running_redis(settings)
+    if not settings.redis_url:
+        console.print("[red]no engine is running here and REDIS_URL is not set[/]")
+        return 2
+    levers = {k: float(v) for k, v in (x.split("=", 1) for x in args.lever)}
+    evaluate.run(settings, levers, set(args.drop), args.epsilon, console)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nextbest", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -99,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     dl.add_argument("--limit", type=int, default=50)
     dl.add_argument("--contains", default=None, help="only entries whose reason or raw text has this")
     dl.set_defaults(fn=cmd_deadletter)
+    ev = sub.add_parser("evaluate", help="off-policy estimates of another policy from the decision log")
+    ev.add_argument("--lever", action="append", default=[], help="offer=weight (a catalog change)")
+    ev.add_argument("--drop", action="append", default=[], help="an offer to remove")
+    ev.add_argument("--epsilon", type=float, default=0.05)
+    ev.set_defaults(fn=cmd_evaluate)
     args = ap.parse_args(argv)
     return int(args.fn(args))
 

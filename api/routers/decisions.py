@@ -68,6 +68,8 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
         "offers": [s.offer.id for s in d.ranked], "held_out": d.held_out,
         "propensities": {s.offer.id: round(s.propensity, 6) for s in d.ranked},
         "probability": d.probability, "explored": d.explored, "x": x,
+        "candidates": {c.offer.id: [round(c.propensity, 5), round((c.offer.value or 1.0) * c.offer.lever, 4)]
+                       for c in d.candidates},
     }
     pipe = st.redis.pipeline(transaction=False)
     await ingest.append(st, [record], pipe)
