@@ -8,7 +8,6 @@ import time
 from collections.abc import AsyncIterator
 from typing import Any
 
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 
 from api import console, errors, metrics
@@ -18,7 +17,7 @@ from api.fallback import Fallback
 from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, watch
 from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
-from config import Settings, get_settings
+from config import Settings, connect, get_settings
 from engine import store
 
 
@@ -56,11 +55,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # a small pool that waits for a free connection: big pools showed 40-80 ms tails here
-        pool = aioredis.BlockingConnectionPool.from_url(
-            str(settings.redis_url), max_connections=6, timeout=settings.redis_timeout_s,
-            socket_timeout=settings.redis_timeout_s, socket_connect_timeout=settings.redis_timeout_s)
-        r = aioredis.Redis(connection_pool=pool)
-        sub = aioredis.from_url(str(settings.redis_url))
+        r = connect.async_client(str(settings.redis_url), max_connections=6,
+                                 timeout=settings.redis_timeout_s)
+        sub = connect.async_client(str(settings.redis_url))  # pub/sub and model reloads
         st = AppState(settings, r, CatalogHolder(settings.rules_dir / "offers.yaml"),
                       ModelRegistry(settings.secret()), KeyRing(settings.api_keys),
                       RateLimiter(settings.rate_limit_per_s))
@@ -73,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         st.policy = PolicyHolder(settings.rules_dir / "policy.yaml")
         app.state.nb = st
         stop = asyncio.Event()
-        task = asyncio.create_task(watch(sub, st.models, st.catalog, stop=stop, policy=st.policy))
+        task = asyncio.create_task(watch(sub, st.models, st.catalog, poll_s=settings.models_poll_s,
+                                         stop=stop, policy=st.policy))
         try:
             yield
         finally:

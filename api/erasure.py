@@ -56,11 +56,13 @@ async def erase(st: Any, cid: str, doc: dict[str, Any] | None, now: float) -> di
     anon_ids = list((doc or {}).get("ids", []))
     ids = {cid, *anon_ids, *("anon:" + a for a in anon_ids)}
     pipe = r.pipeline(transaction=False)
-    pipe.delete(*store.customer_keys(cid))
+    for key in store.customer_keys(cid):  # one key per DEL: cluster pipelines need it
+        pipe.delete(key)
     pipe.srem(store.CUSTOMERS, cid)
     pipe.zrem(store.WATCH, cid)
     for a in anon_ids:
-        pipe.delete(store.anon(a), store.customer("anon:" + a))
+        pipe.delete(store.anon(a))
+        pipe.delete(store.customer("anon:" + a))
     for d in (doc or {}).get("d", []):
         pipe.delete(store.decision(d))
     await pipe.execute()

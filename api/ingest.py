@@ -8,6 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
+from config import connect
 from engine import store
 from engine.policy import response_field
 
@@ -24,7 +25,7 @@ async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None,
     pipe = pipe or st.redis.pipeline(transaction=False)
     for ev in events:
         keys, args = store.ingest_args(ev, s.partitions, s.dedup_ttl_s, s.stream_maxlen)
-        pipe.evalsha(st.ingest_sha, len(keys), *keys, *args)
+        connect.evalsha(pipe, st.ingest_sha, keys, args)
     extra = 0
     for ev in events if consent else ():
         if ev["type"] == "consent":
@@ -52,7 +53,7 @@ return 1
 
 async def execute(st: Any, pipe: Any) -> list[Any]:
     """Run a pipeline holding ingest calls; reload the script once if Redis lost it."""
-    commands = list(pipe.command_stack)
+    commands = connect.queued(pipe)
     try:
         return list(await pipe.execute())
     except NoScriptError:

@@ -116,6 +116,7 @@ async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHold
     while not stop.is_set():
         try:
             if pubsub is None:
+                await r.initialize()  # a cluster client learns its slots before pub/sub
                 pubsub = r.pubsub()
                 await pubsub.subscribe(store.MODELS_CHANNEL)
                 await registry.refresh(r)

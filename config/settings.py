@@ -13,7 +13,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     flow_processes: int = 1
     flow_batch: int = 500
     flow_recovery: bool = True
+    redis_cluster: bool = False  # REDIS_URL names a Redis Cluster (same as redis+cluster://)
+    models_poll_s: float = Field(default=5.0, gt=0)  # API: model reload safety net beside pub/sub
+    source: str = Field(default="redis", pattern="^(redis|kafka)$")  # flow input beside streams
+    kafka_brokers: str = ""  # host:port,host:port
+    kafka_topic: str = "nextbest-events"
 
     @classmethod
     def settings_customise_sources(
@@ -75,6 +80,14 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         toml = Path(os.environ.get("NEXTBEST_CONFIG", _DEFAULT_TOML))
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, toml))
+
+    @model_validator(mode="after")
+    def _cluster_url(self) -> Settings:
+        if self.redis_cluster and self.redis_url:
+            from config.connect import as_cluster
+
+            self.redis_url = as_cluster(self.redis_url)
+        return self
 
     @field_validator("api_keys")
     @classmethod

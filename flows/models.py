@@ -6,6 +6,7 @@ import time
 
 import redis
 
+from config import connect
 from engine import store
 from engine.models import OnlineModel, UntrustedModel, load
 
@@ -14,7 +15,7 @@ class ModelCache:
     """Published models, refreshed from Redis at most every `every` seconds (not per event)."""
 
     def __init__(self, url: str | None, secret: bytes, every: float = 2.0) -> None:
-        self.client = redis.Redis.from_url(url) if url else None
+        self.client = connect.client(url) if url else None
         self.secret, self.every = secret, every
         self.models: dict[str, OnlineModel] = {}
         self.versions: dict[str, int] = {}

@@ -12,6 +12,7 @@ from typing import Any
 import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
+from config import connect
 from engine import store
 
 SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
@@ -27,11 +28,14 @@ SWEEP_EVERY_S = 3600.0  # event time between silence sweeps
 class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
     def __init__(self, url: str, dlq_maxlen: int, alerts_maxlen: int,
                  ingest: tuple[int, int, int]) -> None:
-        self.client = redis.Redis.from_url(url)
+        self.client = connect.client(url)
+        self.cluster = connect.is_cluster(url)
         self.dlq_maxlen, self.alerts_maxlen = dlq_maxlen, alerts_maxlen
         self.setmax = self.client.register_script(SETMAX)
         self.unwatch = self.client.register_script(UNWATCH)
         self.ingest = self.client.register_script(store.INGEST_LUA)
+        if self.cluster:
+            self._load_scripts()
         self.partitions, self.dedup_ttl, self.maxlen = ingest
         self.next_sweep = 0.0
 
@@ -42,6 +46,18 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 return
             except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.5)  # Redis is away: wait and retry; nothing is dropped
+            except redis.exceptions.NoScriptError:
+                self._load_scripts()  # a cluster node restarted empty (plain pipelines load them)
+
+    def _load_scripts(self) -> None:
+        for script in (self.setmax, self.unwatch, self.ingest):
+            script.sha = self.client.script_load(script.script)  # on every primary
+
+    def _call(self, script: Any, keys: list[Any], args: list[Any], pipe: Any) -> None:
+        if self.cluster:  # redis-py blocks EVALSHA on cluster pipelines; routed by its key
+            connect.evalsha(pipe, script.sha, keys, args)
+        else:
+            script(keys=keys, args=args, client=pipe)
 
     def _write(self, items: list[tuple[Any, ...]]) -> None:
         pipe = self.client.pipeline(transaction=False)
@@ -56,7 +72,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 if not cid.startswith("anon:"):
                     pipe.sadd(store.CUSTOMERS, cid)
                 clock = max(clock, doc["t"])
-            elif kind == "progress":
+            elif kind == "progress" and item[1] >= 0:  # < 0: not from a partition stream
                 progress[item[1]] = max(progress.get(item[1], 0), item[2])
             elif kind == "alert":
                 pipe.xadd(store.ALERTS, {"a": store.encode(item[1])},
@@ -87,12 +103,12 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             elif kind == "erase":
                 self._erase(pipe, *item[1:])
         for p, seq in progress.items():
-            self.setmax(keys=[store.processed(p)], args=[seq], client=pipe)
+            self._call(self.setmax, [store.processed(p)], [seq], pipe)
         if clock:
-            self.setmax(keys=[store.CLOCK], args=[clock], client=pipe)
-        if models_changed:
-            pipe.publish(store.MODELS_CHANNEL, b"1")
+            self._call(self.setmax, [store.CLOCK], [clock], pipe)
         pipe.execute()
+        if models_changed:  # after the models are written (and outside: clusters refuse it)
+            self.client.publish(store.MODELS_CHANNEL, b"1")
         if clock >= self.next_sweep:
             self.next_sweep = clock + SWEEP_EVERY_S
             self.sweep(clock)
@@ -110,9 +126,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             tick = {"type": "tick", "_internal": True, "customer_id": cid, "ts": clock,
                     "event_id": f"tick:{cid}:{deadline:.0f}"}
             keys, args = store.ingest_args(tick, self.partitions, self.dedup_ttl, self.maxlen)
-            self.ingest(keys=keys, args=args, client=pipe)
-            self.unwatch(keys=[store.WATCH], args=[cid, repr(deadline)],
-                         client=pipe)
+            self._call(self.ingest, keys, args, pipe)
+            self._call(self.unwatch, [store.WATCH], [cid, repr(deadline)], pipe)
         pipe.execute()
 
     def _erase(self, pipe: Any, cid: str, anon_ids: list[str], decisions: list[str],
@@ -121,11 +136,13 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         if p is not None and entry_id:  # the erase record names the customer: remove it too
             pipe.xdel(store.stream(p), entry_id)
             pipe.delete(store.seen(p, event_id))
-        pipe.delete(*store.customer_keys(cid))
+        for key in store.customer_keys(cid):  # one key per DEL: cluster pipelines need it
+            pipe.delete(key)
         pipe.srem(store.CUSTOMERS, cid)
         pipe.zrem(store.WATCH, cid)
         for a in anon_ids:
-            pipe.delete(store.anon(a), store.customer("anon:" + a))
+            pipe.delete(store.anon(a))
+            pipe.delete(store.customer("anon:" + a))
         for d in decisions:
             pipe.delete(store.decision(d))
 

@@ -14,6 +14,7 @@ from typing import Any
 import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
+from config import connect
 from engine import store
 
 # partition, sequence number within it, raw event JSON, stream entry id
@@ -23,7 +24,7 @@ _IDLE = timedelta(milliseconds=20)
 
 class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
     def __init__(self, url: str, p: int, batch: int, resume: tuple[str, int] | None) -> None:
-        self.client = redis.Redis.from_url(url)
+        self.client = connect.client(url)
         self.p, self.key, self.batch = p, store.stream(p), batch
         self.last_id, self.seq = resume or ("0-0", 0)
         self._awake: datetime | None = None

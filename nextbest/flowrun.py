@@ -7,15 +7,15 @@ instance they describe.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import uuid
 from datetime import timedelta
 from pathlib import Path
 
-import redis
 from bytewax._bytewax import cli_main
 from bytewax.recovery import RecoveryConfig, init_db_dir
 
-from config import get_settings
+from config import connect, get_settings
 from engine import store
 from flows.main import build_flow
 
@@ -23,14 +23,20 @@ INSTANCE = f"{store.PREFIX}:instance"
 
 
 def recovery_dir(url: str, data_dir: Path, partitions: int) -> Path:
-    """Snapshots belong to one Redis instance: a flushed or new Redis starts afresh."""
-    client = redis.Redis.from_url(url)
+    """Snapshots belong to one Redis instance: a flushed or new Redis starts afresh.
+
+    The processes of one cluster share the folder; the first to arrive creates it (under a
+    lock, so the others never open a half-made one)."""
+    client = connect.client(url)
     client.set(INSTANCE, uuid.uuid4().hex, nx=True)
     instance = client.get(INSTANCE).decode()
     path = data_dir / "recovery" / instance
-    if not path.exists():
-        path.mkdir(parents=True)
-        init_db_dir(path, partitions)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (data_dir / "recovery" / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not any(path.glob("part-*")):
+            path.mkdir(exist_ok=True)
+            init_db_dir(path, partitions)
     return path
 
 

@@ -12,11 +12,10 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import redis
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from config import Settings
+from config import Settings, connect
 from engine import store
 from engine.events import BadEvent, parse
 from nextbest.engine import Engine, running_redis
@@ -24,13 +23,13 @@ from nextbest.engine import Engine, running_redis
 BATCH = 500
 
 
-def _flush(client: redis.Redis, script: object, settings: Settings,
+def _flush(client: connect.Sync, sha: str, settings: Settings,
            good: list[dict[str, object]], bad: list[tuple[bytes, str]]) -> int:
     pipe = client.pipeline(transaction=False)
     for ev in good:
         keys, args = store.ingest_args(ev, settings.partitions, settings.dedup_ttl_s,
                                        settings.stream_maxlen)
-        script(keys=keys, args=args, client=pipe)  # type: ignore[operator]
+        connect.evalsha(pipe, sha, keys, args)
     for raw, reason in bad:
         pipe.xadd(store.DLQ, {"raw": raw[:65536], "reason": reason, "source": "replay",
                               "ts": str(time.time())},
@@ -43,8 +42,8 @@ def _flush(client: redis.Redis, script: object, settings: Settings,
 
 def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, int]:
     """Validate and append every line; returns (accepted, duplicates, rejected)."""
-    client = redis.Redis.from_url(str(settings.redis_url))
-    script = client.register_script(store.INGEST_LUA)
+    client = connect.client(str(settings.redis_url))
+    script = client.script_load(store.INGEST_LUA)  # on every primary of a cluster
     accepted = duplicates = rejected = 0
     good: list[dict[str, object]] = []
     bad: list[tuple[bytes, str]] = []
@@ -70,7 +69,7 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
 
 
 def pending(settings: Settings) -> int:
-    client = redis.Redis.from_url(str(settings.redis_url))
+    client = connect.client(str(settings.redis_url))
     total = 0
     for p in range(settings.partitions):
         total += int(client.get(store.ingested(p)) or 0) - int(client.get(store.processed(p)) or 0)
@@ -102,7 +101,7 @@ def replay(settings: Settings, file: str, wait: bool, console: Console) -> int:
     try:
         acc, dup, rej = feed(settings, path, console)
         console.print(f"accepted {acc:,}, duplicates {dup:,}, dead-lettered {rej:,}")
-        flow_alive = redis.Redis.from_url(str(settings.redis_url)).exists(store.HEARTBEAT)
+        flow_alive = connect.client(str(settings.redis_url)).exists(store.HEARTBEAT)
         if (wait or engine) and (engine or flow_alive):
             wait_drained(settings, console)
             console.print("the flow has processed everything")

@@ -76,9 +76,9 @@ async def stream(request: Request, st: State, _: Sales, owner: str | None = None
             raise ApiError(422, "invalid_request", "Last-Event-ID is not an alert stream id") from None
 
     async def events() -> AsyncIterator[bytes]:
-        import redis.asyncio as aioredis
+        from config import connect
 
-        r = aioredis.from_url(str(st.settings.redis_url))  # a blocking read needs its own link
+        r = connect.async_client(str(st.settings.redis_url))  # a blocking read needs its own link
         last = start
         if last == "$":
             newest = await r.xrevrange(store.ALERTS, count=1)
