@@ -118,6 +118,7 @@ def _catalog_lookups(settings: Settings) -> tuple[Any, Any]:
 
 def build_flow(
     settings: Settings, source: Source[Item] | None = None, sink: Sink[Any] | None = None,
+    kafka: Source[Any] | None = None,
 ) -> Dataflow:
     url = settings.redis_url
     secret = settings.secret()
@@ -131,7 +132,12 @@ def build_flow(
                              dedup_ttl=settings.dedup_ttl_s, maxlen=settings.stream_maxlen)
 
     flow = Dataflow("nextbest")
-    parsed = op.map("parse", op.input("events", flow, source), parse_item)
+    inputs = op.input("events", flow, source)
+    if settings.source == "kafka":  # a Kafka topic beside the streams (flows/kafka.py)
+        from flows.kafka import kafka_input
+
+        inputs = op.merge("inputs", inputs, kafka_input(flow, settings, kafka))
+    parsed = op.map("parse", inputs, parse_item)
     valid = op.branch("valid", parsed, lambda t: t[0] == "ok")
     dead = op.flat_map("dead_letter", valid.falses, lambda t: [
         ("dlq", t[1], t[2], f"partition {t[3]}"), ("progress", t[3], t[4])])

@@ -50,11 +50,14 @@ def main(argv: list[str] | None = None) -> None:
     settings = get_settings()
     url = str(settings.redis_url)
     recovery = None
-    if settings.flow_recovery and not args.no_recovery:
-        count = max(1, (settings.flow_workers or 1) * (settings.flow_processes or 1))
-        recovery = RecoveryConfig(str(recovery_dir(url, settings.data_dir, count)))
     addresses = args.addresses.split(";") if args.addresses else None
-    cli_main(build_flow(settings), workers_per_process=args.workers or settings.flow_workers,
+    workers = args.workers or settings.flow_workers
+    if settings.flow_recovery and not args.no_recovery:
+        # one recovery partition per worker of the first cluster that runs on this Redis
+        processes = len(addresses) if addresses else settings.flow_processes
+        count = max(1, workers * max(1, processes))
+        recovery = RecoveryConfig(str(recovery_dir(url, settings.data_dir, count)))
+    cli_main(build_flow(settings), workers_per_process=workers,
              process_id=args.process_id, addresses=addresses,
              epoch_interval=timedelta(seconds=2), recovery_config=recovery)
 
