@@ -55,7 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # a small pool that waits for a free connection: big pools showed 40-80 ms tails here
-        r = connect.async_client(str(settings.redis_url), max_connections=6,
+        r = connect.async_client(str(settings.redis_url), max_connections=12,
                                  timeout=settings.redis_timeout_s)
         sub = connect.async_client(str(settings.redis_url))  # pub/sub and model reloads
         st = AppState(settings, r, CatalogHolder(settings.rules_dir / "offers.yaml"),

@@ -59,8 +59,9 @@ def async_client(url: str, max_connections: int | None = None, timeout: float | 
         return aioredis.RedisCluster.from_url(plain(url), **nodes, **timeouts, **kw)
     if max_connections is None:
         return aioredis.from_url(url, **timeouts, **kw)
+    # waiting for a free connection is queueing under a burst, not a failure: wait up to 2 s
     pool = aioredis.BlockingConnectionPool.from_url(
-        url, max_connections=max_connections, timeout=timeout, **timeouts, **kw)
+        url, max_connections=max_connections, timeout=max(2.0, timeout or 0.0), **timeouts, **kw)
     return aioredis.Redis(connection_pool=pool)
 
 
