@@ -1,0 +1,76 @@
+"""The command line as a user runs it: replay, up, demo (real processes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+from nextbest.redis_server import free_port
+from tests.conftest import KEY
+
+NEXTBEST = [sys.executable, "-m", "nextbest.cli"]
+
+
+def env(tmp: Path, **extra: str) -> dict[str, str]:
+    out = {k: v for k, v in os.environ.items() if not k.startswith("NEXTBEST_") and k != "REDIS_URL"}
+    return {**out, "NEXTBEST_DATA_DIR": str(tmp), "NEXTBEST_MODEL_SECRET": "cli-test", **extra}
+
+
+def test_replay_starts_what_it_needs_and_waits_for_the_flow(tmp_path: Path) -> None:
+    f = tmp_path / "events.jsonl"
+    lines = [json.dumps({"event_id": f"r{i}", "type": "click", "ts": 1_767_225_600 + i,
+                         "customer_id": f"c{i % 7}", "category": "home"}) for i in range(300)]
+    f.write_text("\n".join(lines + ['{"type": "broken"', lines[0]]) + "\n")
+    res = subprocess.run([*NEXTBEST, "replay", str(f)], env=env(tmp_path), capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "accepted 300, duplicates 1, dead-lettered 1" in res.stdout
+    assert "the flow has processed everything" in res.stdout
+
+
+def test_up_serves_until_interrupted(tmp_path: Path) -> None:
+    port = free_port()
+    keys = json.dumps({KEY: ["admin", "ingest", "decide", "agent", "sales"]})
+    proc = subprocess.Popen([*NEXTBEST, "up"], env=env(tmp_path, NEXTBEST_API_PORT=str(port),
+                                                        NEXTBEST_API_KEYS=keys),
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        h = {"Authorization": f"Bearer {KEY}"}
+        r = httpx.post(url + "/v1/events", headers=h, json={"event_id": "u1", "type": "click",
+                                                             "ts": 1_767_225_600, "customer_id": "u"})
+        assert r.status_code == 202
+        for _ in range(100):
+            if httpx.get(url + "/v1/customers/u", headers=h).status_code == 200:
+                break
+            time.sleep(0.1)
+        assert httpx.get(url + "/v1/customers/u", headers=h).json()["features"]["click_count_1h"] == 1
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out[-2000:]
+    assert "nextbest is up" in out
+
+
+def test_demo_runs_and_reports(tmp_path: Path) -> None:
+    res = subprocess.run([*NEXTBEST, "demo", "--duration", "15", "--customers", "500",
+                          "--port", str(free_port())], env=env(tmp_path), capture_output=True,
+                         text=True, timeout=120)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "API docs: http://127.0.0.1:" in res.stdout and "API key (all roles)" in res.stdout
+    assert "acceptance" in res.stdout and "vs random" in res.stdout
