@@ -8,11 +8,12 @@ streams. The Redis streams stay: the API's ingest, decision records, feedback, t
 erasure records still arrive there, so the two inputs are merged.
 
 Offsets live in bytewax's recovery snapshots (the connector's resume state), so a restarted
-flow with recovery resumes each Kafka partition where its state was. What Kafka does not give:
-the API's ingest deduplicates by `event_id` when it appends to a stream; messages read from
-Kafka are not deduplicated (use an idempotent producer and unique event ids), and
-`GET /v1/status` `pending` counts only the streams (Kafka lag is the connector's
-`bytewax_kafka_consumer_lag` metric).
+flow with recovery resumes each Kafka partition where its state was. What differs from the
+streams: the API's ingest deduplicates by `event_id` before an event enters a stream, while a
+message read from Kafka is deduplicated only by the customer's state in the flow (it remembers
+the customer's recent event ids), so use an idempotent producer; and `GET /v1/status`
+`pending` counts only the streams (Kafka lag is the connector's `bytewax_kafka_consumer_lag`
+metric, on the dashboard).
 """
 
 from __future__ import annotations

@@ -1,70 +1,37 @@
-"""Scale-out as configuration: the container set-up is consistent, and the processes it
-describes (several API workers, a multi-worker flow) run here without containers. A flow of
-2 processes x 2 workers computes exactly what 1 x 1 does on the same input."""
+"""Scale-out: the processes docker/compose.yaml describes (several API workers, a multi-worker
+flow) run here without containers; a flow of 2 processes x 2 workers computes exactly what
+1 x 1 does on the same input, also when killed mid-stream and restarted from its snapshots;
+API processes pick up new model versions through pub/sub."""
 
 from __future__ import annotations
 
-import json
 import os
-import re
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import redis
-import yaml
 from rich.console import Console
 
-from api import metrics
 from bench.data import write_events
 from config import Settings
-from engine import store
+from engine import learning, store
+from engine.models import sign
 from nextbest.engine import Engine
 from nextbest.redis_server import free_port
 from nextbest.replay import feed
-from tests.conftest import ALL, KEY, ev
-
-ROOT = Path(__file__).resolve().parents[1]
-DOCKER = ROOT / "docker"
+from tests.conftest import ALL, KEY, ev, wait_for
+from tests.test_docker import dashboard_metrics
 
 
-def test_compose_file_is_consistent() -> None:
-    compose = yaml.safe_load((DOCKER / "compose.yaml").read_text())
-    services = compose["services"]
-    assert {"redis", "redpanda", "flow", "api", "prometheus", "grafana"} <= set(services)
-    assert (ROOT / services["api"]["build"]["dockerfile"]).exists()
-    assert "nextbest.flowrun" in " ".join(services["flow"]["command"])
-    assert services["flow"]["environment"]["NEXTBEST_FLOW_WORKERS"] == "2"
-    assert services["api"]["environment"]["NEXTBEST_API_WORKERS"] == "2"
-    for svc in ("prometheus", "grafana"):
-        for volume in services[svc]["volumes"]:
-            assert (DOCKER / volume.split(":")[0]).exists(), volume
-    prom = yaml.safe_load((DOCKER / "prometheus.yml").read_text())
-    assert prom["scrape_configs"][0]["static_configs"][0]["targets"] == ["api:8000"]
-    dockerfile = (DOCKER / "Dockerfile").read_text()
-    for package in ("engine", "flows", "api", "config", "rules", "nextbest"):
-        assert f"COPY {package} {package}" in dockerfile
-
-
-def test_dashboard_queries_metrics_the_api_exports() -> None:
-    exported = set()
-    for m in vars(metrics).values():
-        name = getattr(m, "_name", None)
-        if name:
-            kind = getattr(m, "_type", "")
-            exported |= {name, name + "_total", name + "_bucket", name + "_count", name + "_sum"} \
-                if kind in ("counter", "histogram") else {name}
-    dashboard = json.loads((DOCKER / "grafana" / "dashboards" / "nextbest.json").read_text())
-    assert len(dashboard["panels"]) >= 8
-    for panel in dashboard["panels"]:
-        for target in panel["targets"]:
-            for used in re.findall(r"nextbest_[a-z_]+", target["expr"]):
-                assert used in exported, (panel["title"], used)
-
-
-def test_the_compose_processes_run_without_containers(tmp_path: Path) -> None:
+def test_the_compose_processes_run_without_containers(tmp_path: Path, monkeypatch: Any) -> None:
+    """What docker/compose.yaml runs, as plain processes: the API with 2 uvicorn workers
+    (metrics aggregated across them) and a 2-worker flow exposing bytewax's metrics."""
+    monkeypatch.setenv("BYTEWAX_DATAFLOW_API_ENABLED", "true")  # as in compose: :3030/metrics
+    monkeypatch.setenv("BYTEWAX_DATAFLOW_API_CACHE_PATH", str(tmp_path))
     s = Settings(data_dir=tmp_path, api_port=free_port(), api_workers=2, flow_workers=2,
                  api_keys={KEY: ALL}, model_secret="x", flow_recovery=False)
     with Engine(s) as engine:
@@ -81,23 +48,64 @@ def test_the_compose_processes_run_without_containers(tmp_path: Path) -> None:
         served = sum(float(line.split()[-1]) for line in text.splitlines()
                      if line.startswith("nextbest_decisions_total{"))
         assert served == 20  # counted across both API workers
+        flow_metrics = httpx.get("http://127.0.0.1:3030/metrics").text
+        read = sum(float(line.split()[-1]) for line in flow_metrics.splitlines()
+                   if line.startswith("bytewax_inp_part_next_batch_size_sum{"))
+        assert read >= 200  # bytewax counted the events the flow read
+        import bytewax.connectors.kafka as kafka_connector
+
+        for name in dashboard_metrics("bytewax_"):  # every bytewax metric the dashboard uses
+            assert name in flow_metrics or name in Path(kafka_connector.__file__).read_text(), name
 
 
-def _run_flow(settings: Settings, layout: list[list[str]]) -> dict:
-    """Run the flow as the given processes (argument lists) until all events are processed."""
+def _start_flow(settings: Settings, layout: list[list[str]], recovery: bool) -> list[subprocess.Popen[bytes]]:
     env = {**os.environ, **settings.env()}
-    procs = [subprocess.Popen([sys.executable, "-m", "nextbest.flowrun", "--no-recovery", *args], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL) for args in layout]
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    extra = [] if recovery else ["--no-recovery"]
+    return [subprocess.Popen([sys.executable, "-m", "nextbest.flowrun", *extra, *args], env=env,
+                             stdout=(settings.data_dir / f"flow{i}.log").open("ab"),
+                             stderr=subprocess.STDOUT) for i, args in enumerate(layout)]
+
+
+def _counts(c: redis.Redis, partitions: int) -> tuple[int, int]:
+    return (sum(int(c.get(store.ingested(p)) or 0) for p in range(partitions)),
+            sum(int(c.get(store.processed(p)) or 0) for p in range(partitions)))
+
+
+def _cluster(workers: int = 2) -> list[list[str]]:
+    first, second = free_port(), free_port()
+    while second == first:
+        second = free_port()
+    ports = f"127.0.0.1:{first};127.0.0.1:{second}"
+    return [["-w", str(workers), "-i", "0", "-a", ports], ["-w", str(workers), "-i", "1", "-a", ports]]
+
+
+def _run_flow(settings: Settings, layout: Any, recovery: bool = False,
+              kill_at: float | None = None) -> dict:
+    """Run the flow as the given processes (argument lists, or a function making them) until
+    every event is processed; with `kill_at`, SIGKILL every process once that share of the
+    events is processed and start them again (with recovery they resume from the snapshots)."""
     c = redis.Redis.from_url(str(settings.redis_url))
+    procs = _start_flow(settings, layout() if callable(layout) else layout, recovery)
     try:
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 180
+        if kill_at is not None:
+            total, done = _counts(c, settings.partitions)
+            while done < kill_at * total:
+                assert time.monotonic() < deadline and all(p.poll() is None for p in procs)
+                time.sleep(0.05)
+                total, done = _counts(c, settings.partitions)
+            for p in procs:
+                p.kill()
+                p.wait()
+            assert _counts(c, settings.partitions)[1] < total, "finished before the kill"
+            procs = _start_flow(settings, layout() if callable(layout) else layout, recovery)
         while time.monotonic() < deadline:
-            left = sum(int(c.get(store.ingested(p)) or 0) - int(c.get(store.processed(p)) or 0)
-                       for p in range(settings.partitions))
-            if left == 0:
+            total, done = _counts(c, settings.partitions)
+            if done == total:
                 break
             time.sleep(0.2)
-        time.sleep(3)
+        time.sleep(3)  # one more epoch: model publication happens at batch ends
     finally:
         for p in procs:
             p.kill()
@@ -111,24 +119,74 @@ def _run_flow(settings: Settings, layout: list[list[str]]) -> dict:
                              (store.decode(f[b"a"]) for _, f in c.xrange(store.ALERTS)))}
 
 
-def test_two_processes_of_two_workers_equal_one_worker(redis_url: str, tmp_path: Path) -> None:
+def test_two_processes_of_two_workers_equal_one_worker_also_after_a_restart(
+        redis_url: str, tmp_path: Path) -> None:
+    """Per-customer documents, model example/positive counts and offer statistics are exactly
+    equal; alerts nearly (see below). Left out: stored model scores ("s", which depend on the model version a
+    worker had loaded when it wrote the document: wall-clock timing; the API recomputes them on
+    read), River model weights (they depend on the order of examples across customers, which
+    workers interleave differently), and churn_risk alerts (scored with a loaded model version)."""
     events = tmp_path / "events.jsonl"
-    write_events(events, customers=1500, rounds=60, seed=3)
+    write_events(events, customers=1500, rounds=100, seed=3)
     s = Settings(redis_url=redis_url, data_dir=tmp_path / "d", partitions=4, model_publish_every=1,
-                 model_secret="x", api_keys={})
+                 model_secret="x", api_keys={}, flow_batch=200)
     r = redis.Redis.from_url(redis_url)
-    feed(s, events, Console(quiet=True))
-    one = _run_flow(s, [[]])
-    r.flushall()
-    feed(s, events, Console(quiet=True))
-    ports = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
-    four = _run_flow(s, [["-w", "2", "-i", "0", "-a", ports], ["-w", "2", "-i", "1", "-a", ports]])
+    runs = {}
+    for name, layout, recovery, kill_at in (("1x1", [[]], False, None),
+                                            ("2x2", _cluster, False, None),
+                                            ("2x2 killed", _cluster, True, 0.4)):
+        r.flushall()
+        feed(s, events, Console(quiet=True))
+        runs[name] = _run_flow(s, layout, recovery, kill_at)
+    one, four, restarted = runs["1x1"], runs["2x2"], runs["2x2 killed"]
     assert len(one["docs"]) == 1500
-    assert four["docs"] == one["docs"]
-    assert four["models"] == one["models"]
-    # the same alerts for the same customers; an alert's timestamp is the event time of the
-    # batch it was raised in, which depends on batching. churn_risk depends on which model
-    # version a worker had loaded when it scored (timing), so it is left out
-    exact = [a for a in one["alerts"] if a[0] != "churn_risk"]
-    assert [a for a in four["alerts"] if a[0] != "churn_risk"] == exact
-    assert exact
+    for run in (four, restarted):  # a restarted cluster resumes: nothing lost, nothing twice
+        assert run["docs"] == one["docs"]
+        assert run["models"] == one["models"]
+    # Alerts are evaluated once per customer batch (opportunity rules, drift) and batches
+    # depend on timing: a condition true at the end of one batch can be false at the end of a
+    # bigger one. So alerts are compared as a set (an alert raised between the last snapshot
+    # and a kill is written again, with the same id) with a small tolerance; churn_risk is left
+    # out (scored with whatever model version the worker had loaded).
+    base = {a for a in one["alerts"] if a[0] != "churn_risk"}
+    assert len(base) > 50
+    for run in (four, restarted):
+        differ = {a for a in run["alerts"] if a[0] != "churn_risk"} ^ base
+        assert len(differ) <= 0.05 * len(base), (len(differ), len(base), sorted(differ)[:5])
+    assert list((s.data_dir / "recovery").glob("*/part-3.sqlite3"))  # 4 recovery partitions
+
+
+def test_a_second_api_process_sees_a_new_model_version_through_pubsub(
+        redis_url: str, tmp_path: Path) -> None:
+    """Two API processes; the safety-net poll is set to an hour, and /metrics reads what the
+    process has loaded without refreshing it, so only the pub/sub notice can carry the change."""
+    r = redis.Redis.from_url(redis_url)
+    engines = [Engine(Settings(redis_url=redis_url, data_dir=tmp_path / f"api{i}",
+                               api_port=free_port(), api_keys={KEY: ALL}, model_secret="m",
+                               models_poll_s=3600.0), flow=False).start() for i in range(2)]
+    try:
+        def publish(examples: int) -> None:
+            state = None
+            for i in range(examples):
+                state, _ = learning.apply(state, "offer:probe",
+                                          ("example", "offer:probe", {"x": float(i % 2)}, i % 2 == 0,
+                                           1_767_225_600.0 + i, None))
+            assert state is not None
+            r.hset(store.MODELS, "offer:probe", sign(state, b"m"))
+            r.hset(store.MODELS_META, "offer:probe", store.encode(state.meta()))
+            r.publish(store.MODELS_CHANNEL, b"1")
+
+        def loaded(engine: Engine) -> float | None:
+            for line in httpx.get(engine.api_url + "/metrics").text.splitlines():
+                if line.startswith('nextbest_model_examples{model="offer:probe"}'):
+                    return float(line.split()[-1])
+            return None
+
+        assert [loaded(e) for e in engines] == [None, None]
+        for examples in (3, 7):
+            publish(examples)
+            for e in engines:
+                assert wait_for(lambda e=e, n=examples: loaded(e) == n, timeout=5)
+    finally:
+        for e in engines:
+            e.stop()
