@@ -32,6 +32,7 @@ class Context:
     alert_rules: Callable[[], AlertRules] = AlertRules
     churn_threshold: float = 0.6
     alert_cooldown_s: float = 7 * DAY
+    lateness: float = 3600.0  # settings.lateness_s: how late an event may be and count as on time
 
 
 @dataclass
@@ -131,7 +132,7 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
             out += _drop(c, ev)
             c, touched = None, False
             continue
-        c = c or Customer(CustomerState(ev["customer_id"]))
+        c = c or Customer(CustomerState(ev["customer_id"], ctx.lateness))
         touched = _fold(c, ev, ctx, out) or touched
     if c is not None and touched:
         # clicks alone do not move outcome scores enough to re-score (the API re-scores on read)
@@ -235,7 +236,8 @@ def snapshot(c: Customer, features: dict[str, float], sc: dict[str, Any]) -> dic
     """What is written to Redis for the API: one compact document per customer."""
     st = c.state
     return {
-        "f": compact(features), "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
+        "f": st.stored() if features is st.features() else compact(features),
+        "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
         "r": st.recent, "s": sc, "ids": sorted(st.anonymous_ids), "d": c.decisions[-5:],
         "v": value.summary(st.purchase_days, st.purchase_total, st.purchase_count, st.last_ts),
     }

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 
+_LN2 = math.log(2)
+
 
 class Decayed:
     __slots__ = ("half_life", "ref", "total")
@@ -23,7 +25,7 @@ class Decayed:
         self.total = 0.0
 
     def _factor(self, dt: float) -> float:
-        return math.exp(-math.log(2) * dt / self.half_life)
+        return math.exp(-_LN2 * dt / self.half_life) if dt else 1.0
 
     def add(self, value: float, ts: float) -> None:
         if ts >= self.ref:

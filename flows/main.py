@@ -126,7 +126,7 @@ def build_flow(
     window, category = _catalog_lookups(settings)
     ctx = Context(models=cache.get, reward_window=window, category=category,
                   alert_rules=_alert_rules(settings),
-                  churn_threshold=settings.churn_threshold)
+                  churn_threshold=settings.churn_threshold, lateness=settings.lateness_s)
     source = source or RedisStreamSource(str(url), settings.partitions, settings.flow_batch)
     sink = sink or RedisSink(str(url), settings.deadletter_maxlen, partitions=settings.partitions,
                              dedup_ttl=settings.dedup_ttl_s, maxlen=settings.stream_maxlen)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import fcntl
+import gc
 import uuid
 from datetime import timedelta
 from pathlib import Path
@@ -57,7 +58,13 @@ def main(argv: list[str] | None = None) -> None:
         processes = len(addresses) if addresses else settings.flow_processes
         count = max(1, workers * max(1, processes))
         recovery = RecoveryConfig(str(recovery_dir(url, settings.data_dir, count)))
-    cli_main(build_flow(settings), workers_per_process=workers,
+    flow = build_flow(settings)
+    # The flow holds every customer's state: millions of long-lived objects that each full
+    # collection would walk (~35% of the CPU at default thresholds, measured). Collect young
+    # objects less often and leave what exists at start-up out of collections.
+    gc.set_threshold(50_000, 20, 100)
+    gc.freeze()
+    cli_main(flow, workers_per_process=workers,
              process_id=args.process_id, addresses=addresses,
              epoch_interval=timedelta(seconds=2), recovery_config=recovery)
 
