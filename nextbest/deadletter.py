@@ -10,16 +10,15 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import redis
 from rich.console import Console
 from rich.table import Table
 
-from config import Settings
+from config import Settings, connect
 from engine import store
 from engine.events import BadEvent, parse
 
 
-def entries(client: redis.Redis, limit: int, contains: str | None = None) -> list[dict[str, Any]]:
+def entries(client: connect.Sync, limit: int, contains: str | None = None) -> list[dict[str, Any]]:
     out = []
     for entry_id, f in client.xrevrange(store.DLQ, count=limit if not contains else None):
         row = {"id": entry_id.decode(), **{k.decode(): v.decode("utf-8", "replace") for k, v in f.items()}}
@@ -32,7 +31,7 @@ def entries(client: redis.Redis, limit: int, contains: str | None = None) -> lis
 
 
 def show(settings: Settings, limit: int, contains: str | None, console: Console) -> int:
-    client = redis.Redis.from_url(str(settings.redis_url))
+    client = connect.client(str(settings.redis_url))
     total = client.xlen(store.DLQ)
     t = Table(title=f"dead letters: {total} held (at most {settings.deadletter_maxlen})")
     for col in ("id", "source", "reason", "raw"):
@@ -45,7 +44,7 @@ def show(settings: Settings, limit: int, contains: str | None, console: Console)
 
 def replay(settings: Settings, contains: str | None, console: Console) -> tuple[int, int]:
     """Re-validate and ingest what now passes; returns (replayed, still bad)."""
-    client = redis.Redis.from_url(str(settings.redis_url))
+    client = connect.client(str(settings.redis_url))
     script = client.register_script(store.INGEST_LUA)
     replayed = still_bad = 0
     for entry_id, f in client.xrange(store.DLQ):

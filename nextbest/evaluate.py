@@ -12,18 +12,17 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-import redis
 from rich.console import Console
 from rich.table import Table
 
-from config import Settings
+from config import Settings, connect
 from engine import store
 from engine.evaluation import Logged, epsilon_greedy, evaluate, greedy
 
 
 def read_log(settings: Settings) -> tuple[list[Logged], list[Logged]]:
     """(acceptance-reward logs, value-reward logs) for decisions that served one offer first."""
-    c = redis.Redis.from_url(str(settings.redis_url))
+    c = connect.client(str(settings.redis_url))
     decisions: dict[str, dict[str, Any]] = {}
     feedback: dict[tuple[str, str], tuple[str, float | None]] = {}
     for p in range(settings.partitions):
