@@ -124,6 +124,8 @@ def test_the_loop_runs_on_a_redis_cluster(cluster: LocalCluster, rc: redis.Redis
             assert models["offer:headphones_promo"]["examples"] == accepted
             assert get_json(api, "/v1/status")["deadlettered"] == 1
             assert api.get("/v1/alerts").status_code == 200
+            nba = get_json(api, "/v1/customers/c30/next-best-action", params={"channel": "web"})
+            assert nba["actions"] is not None
 
             erased = api.delete("/v1/customers/c3")  # per-key deletes, stream purge, erase record
             assert erased.status_code == 200, erased.text
