@@ -66,7 +66,20 @@ class Engine:
             stderr=subprocess.STDOUT if self.quiet else None, start_new_session=True)
 
     def start_flow(self, name: str = "flow", extra: list[str] | None = None) -> None:
-        self._spawn(name, ["-m", "nextbest.flowrun", *(extra or [])])
+        """The flow; with `flow_processes` > 1, a bytewax cluster of that many local processes
+        (each with `flow_workers` workers), named `flow`, `flow1`, ..."""
+        n = self.settings.flow_processes
+        if n <= 1 or extra:
+            self._spawn(name, ["-m", "nextbest.flowrun", *(extra or [])])
+            return
+        ports: list[int] = []
+        while len(ports) < n:
+            port = free_port()
+            ports += [port] if port not in ports else []
+        addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
+        for i in range(n):
+            self._spawn(name + (str(i) if i else ""),
+                        ["-m", "nextbest.flowrun", "-i", str(i), "-a", addresses])
 
     def start_api(self) -> None:
         s = self.settings
