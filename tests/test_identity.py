@@ -1,0 +1,114 @@
+"""Identity: anonymous clicks recorded before `identify` are merged into the customer (nothing
+twice, nothing lost), later ones are attributed directly, a customer can have several anonymous
+ids, and decisions asked for with only an anonymous id use the linked customer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from engine import store
+from engine.customer import Context, Customer, process_batch
+from engine.identity import Anonymous, resolve
+from tests.conftest import ev, get_json
+
+T0 = 1_767_225_600.0
+
+
+def click(eid: str, ts: float, anon: str, cid: str | None = None, **kw: Any) -> dict[str, Any]:
+    return ev(eid, "click", ts, cid, anonymous_id=anon, action="product_view",
+              category=kw.pop("category", "travel"), **kw)
+
+
+def identify(eid: str, ts: float, anon: str, cid: str) -> dict[str, Any]:
+    return ev(eid, "identify", ts, cid, anonymous_id=anon)
+
+
+class MiniFlow:
+    """The flow's routing in miniature: identity keyed by anonymous id, then the customer step."""
+
+    def __init__(self) -> None:
+        self.anon: dict[str, Anonymous] = {}
+        self.customers: dict[str, Customer | None] = {}
+        self.links: dict[str, str] = {}
+
+    def send(self, event: dict[str, Any]) -> None:
+        routed = [event]
+        if event["type"] == "identify" or "customer_id" not in event:
+            state, out = resolve(self.anon.get(event["anonymous_id"]), event)
+            self.anon[event["anonymous_id"]] = state
+            self.links.update({o[1]: o[2] for o in out if o[0] == "link"})
+            routed = [o[1] for o in out if o[0] == "event"]
+        for e in routed:
+            cid = e["customer_id"]
+            self.customers[cid], _ = process_batch(self.customers.get(cid), [e], Context())
+
+    def features(self, cid: str) -> dict[str, Any]:
+        c = self.customers.get(cid)
+        assert c is not None, cid
+        return c.state.features()
+
+
+def test_identify_merges_earlier_clicks_once_and_later_ones_go_straight_to_the_customer():
+    m = MiniFlow()
+    for i in range(4):
+        m.send(click(f"a{i}", T0 + i, "cookie1"))
+    assert m.features("anon:cookie1")["click_count_1h"] == 4
+    m.send(ev("buy", "transaction", T0 + 10, "c1", amount=20.0))
+    m.send(identify("id1", T0 + 20, "cookie1", "c1"))
+    assert m.customers["anon:cookie1"] is None  # the pseudo-customer is gone
+    assert m.links == {"cookie1": "c1"}
+    m.send(click("a9", T0 + 30, "cookie1"))          # later: attributed directly
+    m.send(identify("id1-again", T0 + 40, "cookie1", "c1"))  # a repeated identify: no re-merge
+    m.send(click("a0", T0 + 0, "cookie1"))           # a redelivered early click: a duplicate
+    f = m.features("c1")
+    assert f["click_count_1h"] == 5 and f["purchases"] == 1
+    assert m.customers["c1"].state.anonymous_ids == {"cookie1"}
+    assert "anon:cookie1" not in {k for k, v in m.customers.items() if v is not None}
+
+
+def test_several_anonymous_ids_merge_into_one_customer():
+    m = MiniFlow()
+    for anon, n in (("phone", 3), ("laptop", 2)):
+        for i in range(n):
+            m.send(click(f"{anon}{i}", T0 + i, anon, category=anon))
+    m.send(identify("i1", T0 + 100, "phone", "c7"))
+    m.send(identify("i2", T0 + 50, "laptop", "c7"))  # identified earlier in event time
+    f = m.features("c7")
+    assert f["click_count_1h"] == 5 and f["interest_phone"] > f["interest_laptop"] > 0
+    assert m.customers["c7"].state.anonymous_ids == {"phone", "laptop"}
+
+
+def test_through_the_flow_and_api(api, flow, r):
+    events = [click(f"k{i}", T0 + i, "ck-1") for i in range(5)]
+    events += [click(f"m{i}", T0 + 10 + i, "ck-2", category="home") for i in range(3)]
+    events += [ev("own", "transaction", T0 + 20, "cust", amount=99.0)]
+    res = api.post("/v1/events", json=events)
+    assert res.json()["accepted"] == len(events)
+    flow.drain()
+    assert get_json(api, "/v1/customers/anon:ck-1")["features"]["click_count_1h"] == 5
+    anon_decision = api.post("/v1/decisions", json={"anonymous_id": "ck-1", "channel": "web"})
+    assert anon_decision.json()["customer_id"] == "anon:ck-1"
+
+    links = [identify("link1", T0 + 30, "ck-1", "cust"), identify("link2", T0 + 31, "ck-2", "cust")]
+    later = [click("k9", T0 + 40, "ck-1"),                    # anonymous only, after identify
+             click("k10", T0 + 41, "ck-2", cid="cust")]      # both ids
+    assert api.post("/v1/events", json=links).json()["accepted"] == 2
+    assert api.post("/v1/events", json=later).json()["accepted"] == 2
+    again = api.post("/v1/events", json=events[:3] + links).json()  # redelivered: duplicates
+    assert again["duplicates"] == 5
+    flow.drain()
+
+    profile = get_json(api, "/v1/customers/cust")
+    f = profile["features"]
+    assert f["click_count_1h"] == 5 + 3 + 2  # each click exactly once
+    assert f["purchases"] == 1 and f["interest_travel"] > 0 and f["interest_home"] > 0
+    assert sorted(profile["anonymous_ids"]) == ["ck-1", "ck-2"]
+    assert api.get("/v1/customers/anon:ck-1").status_code == 404  # merged, then forgotten
+    assert r.get(store.anon("ck-1")) == b"cust" and r.get(store.anon("ck-2")) == b"cust"
+    assert store.customer("anon:ck-2").encode() not in set(r.keys("nb:c:*"))
+
+    for anon in ("ck-1", "ck-2"):
+        d = api.post("/v1/decisions", json={"anonymous_id": anon, "channel": "web"})
+        assert d.status_code == 200 and d.json()["customer_id"] == "cust"
+    unknown = api.post("/v1/decisions", json={"anonymous_id": "never-seen", "channel": "web"})
+    assert unknown.json()["customer_id"] == "anon:never-seen"
