@@ -98,28 +98,37 @@ class Population:
             out += self.onboard(c, ts)
         if c.churn_at is not None and ts >= c.churn_at and (c.churner or c.drifter):
             return out + self._leaving(c, ts)
-        cats, weights = list(c.taste), list(c.taste.values())
         for k in range(r.randint(1, 4)):
-            cat = r.choices(cats, weights)[0]
-            action = r.choices(["product_view", "search", "add_to_cart", "page_view"], [5, 2, 1, 2])[0]
-            out.append({"event_id": self._id(), "type": "click", "ts": ts + k, "customer_id": c.id,
-                        "channel": "web", "action": action, "category": cat,
-                        "product_id": f"{cat}-{r.randint(1, 30)}", "session_id": f"s{int(ts) // 1800}"})
+            out.append(self.click(c, ts + k, f"s{int(ts) // 1800}"))
         if r.random() < 0.25 * c.activity:
-            cat = r.choices(cats, weights)[0]
-            amount = round(c.spend * r.uniform(0.5, 1.5), 2)
-            out.append({"event_id": self._id(), "type": "transaction", "ts": ts + 5,
-                        "customer_id": c.id, "kind": "purchase", "amount": amount,
-                        "items": [{"product_id": f"{cat}-{r.randint(1, 30)}", "category": cat,
-                                   "quantity": 1, "unit_price": amount}]})
+            out.append(self.purchase(c, ts + 5))
         if r.random() < 0.05:
-            out.append(self._call(c, ts + 7, r.choice(REASONS), r.uniform(-0.2, 0.8), "resolved"))
+            out.append(self.call(c, ts + 7, r.choice(REASONS), r.uniform(-0.2, 0.8), "resolved"))
         if r.random() < 0.02:
             out.append({"event_id": self._id(), "type": "outcome", "ts": ts + 8,
                         "customer_id": c.id, "name": "churned", "value": False})
         return out
 
-    def _call(self, c: SimCustomer, ts: float, reason: str, sentiment: float, outcome: str) -> dict[str, Any]:
+    def click(self, c: SimCustomer, ts: float, session: str) -> dict[str, Any]:
+        """One click on a category drawn from the customer's taste."""
+        r = self.rng
+        cat = r.choices(list(c.taste), list(c.taste.values()))[0]
+        action = r.choices(["product_view", "search", "add_to_cart", "page_view"], [5, 2, 1, 2])[0]
+        return {"event_id": self._id(), "type": "click", "ts": ts, "customer_id": c.id,
+                "channel": "web", "action": action, "category": cat,
+                "product_id": f"{cat}-{r.randint(1, 30)}", "session_id": session}
+
+    def purchase(self, c: SimCustomer, ts: float, scale: float = 1.0) -> dict[str, Any]:
+        """One purchase around the customer's spend level (times `scale`)."""
+        r = self.rng
+        cat = r.choices(list(c.taste), list(c.taste.values()))[0]
+        amount = round(c.spend * scale * r.uniform(0.5, 1.5), 2)
+        return {"event_id": self._id(), "type": "transaction", "ts": ts,
+                "customer_id": c.id, "kind": "purchase", "amount": amount,
+                "items": [{"product_id": f"{cat}-{r.randint(1, 30)}", "category": cat,
+                           "quantity": 1, "unit_price": amount}]}
+
+    def call(self, c: SimCustomer, ts: float, reason: str, sentiment: float, outcome: str) -> dict[str, Any]:
         return {"event_id": self._id(), "type": "call", "ts": ts, "customer_id": c.id,
                 "channel": "call_center", "direction": "inbound", "reason": reason,
                 "duration_s": round(self.rng.uniform(60, 900), 1),
@@ -130,7 +139,7 @@ class Population:
         r = self.rng
         if c.drifter or c.churned:
             return []
-        out = [self._call(c, ts, r.choice(["complaint", "billing", "cancel_request"]),
+        out = [self.call(c, ts, r.choice(["complaint", "billing", "cancel_request"]),
                           r.uniform(-1.0, -0.3), r.choice(["unresolved", "escalated"]))]
         if r.random() < 0.3:
             c.churned = True
