@@ -16,6 +16,8 @@ PREFIX = "nb"
 DLQ = f"{PREFIX}:dlq"
 ALERTS = f"{PREFIX}:alerts"
 ALERT_STATUS = f"{PREFIX}:alerts:status"
+ALERT_INDEX = f"{PREFIX}:alerts:ts"  # zset: alert id -> event time (newest-first listing)
+ALERT_DOCS = f"{PREFIX}:alerts:doc"  # hash: alert id -> the alert as raised
 MODELS = f"{PREFIX}:models"
 MODELS_META = f"{PREFIX}:models:meta"
 MODELS_CHANNEL = f"{PREFIX}:models:changed"
@@ -25,6 +27,21 @@ WATCH = f"{PREFIX}:watch"  # zset: customer -> event time when their silence bec
 CUSTOMERS = f"{PREFIX}:customers"
 STATS = f"{PREFIX}:stats"
 HEARTBEAT = f"{PREFIX}:flow:heartbeat"
+# webhook delivery (nextbest/webhooks.py): one hash tag, so a Redis Cluster keeps them together
+WEBHOOK_GROUP = "webhooks"  # consumer group on ALERTS
+WEBHOOK_JOBS = f"{PREFIX}:{{wh}}:jobs"  # hash: delivery id -> pending delivery (no alert body)
+WEBHOOK_FAILED = f"{PREFIX}:{{wh}}:failed"  # list, newest first, bounded: deliveries given up
+WEBHOOK_STATS = f"{PREFIX}:{{wh}}:stats"  # hash: delivered, retried, failed
+
+
+def webhook_due(subscription_id: str) -> str:
+    """Zset of one subscription's pending deliveries, scored by when they are due (Unix s)."""
+    return f"{PREFIX}:{{wh}}:due:{subscription_id}"
+
+
+def webhook_done(delivery_id: str) -> str:
+    """Set with a TTL once a delivery was acknowledged, so a re-read alert is not posted again."""
+    return f"{PREFIX}:{{wh}}:done:{delivery_id}"
 
 
 def partition_of(key: str, partitions: int) -> int:
@@ -74,9 +91,14 @@ def decision(decision_id: str) -> str:
     return f"{PREFIX}:dec:{decision_id}"
 
 
+def customer_alerts(cid: str) -> str:
+    """Zset of the customer's alert ids by event time (the profile's open alerts)."""
+    return f"{PREFIX}:calerts:{{{cid}}}"
+
+
 def customer_keys(cid: str) -> list[str]:
     """Every per-customer key (erasure deletes these, plus anonymous links and decisions)."""
-    return [customer(cid), contact(cid), consent(cid)]
+    return [customer(cid), contact(cid), consent(cid), customer_alerts(cid)]
 
 
 # KEYS: stream, seen-key, ingested-counter. ARGV: payload, dedup ttl, maxlen.

@@ -23,6 +23,8 @@ SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
 UNWATCH = "if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then " \
           "redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end return 0"
 SWEEP_EVERY_S = 3600.0  # event time between silence sweeps
+TRIM_EVERY = 1000  # alerts written between trims of the alert index
+PER_CUSTOMER_ALERTS = 100  # newest alert ids kept in a customer's own index
 
 
 class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
@@ -38,6 +40,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             self._load_scripts()
         self.partitions, self.dedup_ttl, self.maxlen = ingest
         self.next_sweep = 0.0
+        self.alerts_since_trim = TRIM_EVERY  # trim once at start
 
     def write_batch(self, items: list[tuple[Any, ...]]) -> None:
         while True:
@@ -64,6 +67,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         progress: dict[int, int] = {}
         clock = 0.0
         models_changed = False
+        alerts = 0
         for item in items:
             kind = item[0]
             if kind == "profile":
@@ -75,8 +79,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             elif kind == "progress" and item[1] >= 0:  # < 0: not from a partition stream
                 progress[item[1]] = max(progress.get(item[1], 0), item[2])
             elif kind == "alert":
-                pipe.xadd(store.ALERTS, {"a": store.encode(item[1])},
-                          maxlen=self.alerts_maxlen, approximate=True)
+                self._alert(pipe, item[1])
+                alerts += 1
             elif kind == "model":
                 _, name, blob, meta = item
                 pipe.hset(store.MODELS, name, blob)
@@ -107,11 +111,43 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         if clock:
             self._call(self.setmax, [store.CLOCK], [clock], pipe)
         pipe.execute()
+        self.alerts_since_trim += alerts
+        if self.alerts_since_trim >= TRIM_EVERY:
+            self.alerts_since_trim = 0
+            self.trim_alerts()
         if models_changed:  # after the models are written (and outside: clusters refuse it)
             self.client.publish(store.MODELS_CHANNEL, b"1")
         if clock >= self.next_sweep:
             self.next_sweep = clock + SWEEP_EVERY_S
             self.sweep(clock)
+
+    def _alert(self, pipe: Any, alert: dict[str, Any]) -> None:
+        """The stream feeds live readers (SSE, webhooks); the index and documents serve
+        newest-first listing by event time, lookups by id and a customer's own alerts. An alert
+        written twice (a replayed batch) keeps its id, so the index holds it once."""
+        aid, ts = alert["alert_id"], float(alert.get("ts") or 0.0)
+        pipe.xadd(store.ALERTS, {"a": store.encode(alert)}, maxlen=self.alerts_maxlen,
+                  approximate=True)
+        pipe.hset(store.ALERT_DOCS, aid, store.encode(alert))
+        pipe.zadd(store.ALERT_INDEX, {aid: ts})
+        if alert.get("customer_id"):
+            key = store.customer_alerts(alert["customer_id"])
+            pipe.zadd(key, {aid: ts})
+            pipe.zremrangebyrank(key, 0, -PER_CUSTOMER_ALERTS - 1)
+
+    def trim_alerts(self) -> None:
+        """Keep the alert index and documents as long as the alert stream (oldest out)."""
+        excess = int(self.client.zcard(store.ALERT_INDEX)) - self.alerts_maxlen
+        if excess <= 0:
+            return
+        old = self.client.zrange(store.ALERT_INDEX, 0, excess - 1)
+        pipe = self.client.pipeline(transaction=False)
+        for start in range(0, len(old), 1000):
+            chunk = old[start:start + 1000]
+            pipe.zrem(store.ALERT_INDEX, *chunk)
+            pipe.hdel(store.ALERT_DOCS, *chunk)
+            pipe.hdel(store.ALERT_STATUS, *chunk)
+        pipe.execute()
 
     def sweep(self, clock: float) -> None:
         """Tick the customers whose silence became abnormal by `clock` (event time): the tick

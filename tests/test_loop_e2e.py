@@ -107,13 +107,15 @@ def test_churn_alert_reaches_the_owner(api, flow):
         api.post("/v1/events", json=unhappy)  # duplicates are ignored; new ids below advance
         unhappy.append(ev(f"u-call{len(unhappy)}", "call", T0 + 400 + len(unhappy), "unhappy",
                           reason="complaint", sentiment=-0.95, outcome="escalated"))
-        return get_json(api, "/v1/alerts", params={"owner": "rep9"})["alerts"]
+        found = get_json(api, "/v1/alerts", params={"owner": "rep9"})["alerts"]
+        return [a for a in found if a["type"] == "churn_risk"]
 
     alerts = wait_for(alerted, timeout=40, every=0.5)
-    a = alerts[0]
-    assert a["type"] == "churn_risk" and a["customer_id"] == "unhappy" and a["owner"] == "rep9"
+    a = alerts[0]  # (a service-sentiment drift alert may be raised beside it)
+    assert a["customer_id"] == "unhappy" and a["owner"] == "rep9"
     assert a["reasons"] and a["score"] >= 0.6 and a["status"] == "open"
     assert get_json(api, "/v1/customers/unhappy")["scores"]["churn_risk"] >= 0.6
     acked = api.post(f"/v1/alerts/{a['alert_id']}/ack")
     assert acked.status_code == 200
-    assert get_json(api, "/v1/alerts", params={"owner": "rep9"})["alerts"][0]["status"] == "acked"
+    after = get_json(api, "/v1/alerts", params={"owner": "rep9", "type": "churn_risk"})["alerts"]
+    assert [x["status"] for x in after if x["alert_id"] == a["alert_id"]] == ["acked"]

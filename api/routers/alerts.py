@@ -42,23 +42,10 @@ async def list_alerts(st: State, _: Sales, owner: str | None = None, type: str |
 
 @router.post("/v1/alerts/{alert_id}/ack", summary="Mark an alert handled")
 async def ack(alert_id: str, st: State, key_id: Sales) -> ORJSON:
-    found = await alerts_store.query(st.redis, limit=1, alert_id=alert_id)
-    if not found and not await _exists(st, alert_id):
+    if not await alerts_store.exists(st.redis, alert_id):
         raise ApiError(404, "not_found", f"alert {alert_id!r} is unknown")
     await st.redis.hset(store.ALERT_STATUS, alert_id, "acked")
     return ORJSON({"alert_id": alert_id, "status": "acked"})
-
-
-async def _exists(st: Any, alert_id: str) -> bool:
-    end = "+"
-    while True:
-        entries = await st.redis.xrevrange(store.ALERTS, max=end, count=1000)
-        if not entries:
-            return False
-        for _, fields in entries:
-            if store.decode(fields[b"a"]).get("alert_id") == alert_id:
-                return True
-        end = "(" + entries[-1][0].decode()
 
 
 @router.get("/v1/alerts/stream", summary="Live alerts as server-sent events")

@@ -1,0 +1,82 @@
+"""Alert listing through the real API over alerts written by the flow's real sink: newest first
+in event time whatever order they were raised in, filters served from the indexes, ack by id,
+erasure and trimming keep the indexes consistent."""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from engine import store
+from flows.sink import _Writer
+
+T0 = 1_700_000_000.0
+
+
+def alert(i: int, ts: float, cid: str | None = "c1", owner: str = "rep1",
+          type: str = "opportunity") -> dict[str, Any]:
+    return {"alert_id": f"al-{i}", "type": type, "severity": "medium", "customer_id": cid,
+            "owner": owner, "title": f"alert {i}", "reasons": ["r"], "score": 0.5, "ts": ts,
+            "status": "open"}
+
+
+def write(url: str, alerts: list[dict[str, Any]], maxlen: int = 100_000) -> _Writer:
+    w = _Writer(url, 1000, maxlen, (4, 3600, 10_000))
+    w.write_batch([("alert", a) for a in alerts])
+    return w
+
+
+def listed(api: Any, **params: Any) -> list[dict[str, Any]]:
+    res = api.get("/v1/alerts", params=params)
+    assert res.status_code == 200, res.text
+    return res.json()["alerts"]
+
+
+def test_newest_first_in_event_time_whatever_the_order_raised(api, redis_url):
+    rng = random.Random(4)
+    alerts = [alert(i, T0 + 3600 * i, cid=f"c{i % 7}", owner=f"rep{i % 3}") for i in range(60)]
+    rng.shuffle(alerts)  # a replay raises them in the order customers were processed
+    write(redis_url, alerts)
+    ts = [a["ts"] for a in listed(api, limit=1000)]
+    assert ts == sorted(ts, reverse=True) and len(ts) == 60
+    mine = listed(api, owner="rep1", limit=5)
+    assert [a["ts"] for a in mine] == sorted((a["ts"] for a in alerts if a["owner"] == "rep1"),
+                                             reverse=True)[:5]
+    since = listed(api, since=str(T0 + 3600 * 50), limit=1000)
+    assert {a["alert_id"] for a in since} == {f"al-{i}" for i in range(50, 60)}
+    c3 = listed(api, customer_id="c3", limit=1000)
+    assert {a["alert_id"] for a in c3} == {a["alert_id"] for a in alerts if a["customer_id"] == "c3"}
+    profile = api.get("/v1/customers/c3")  # no profile document: 404, alerts do not make one
+    assert profile.status_code == 404
+
+
+def test_ack_by_id_and_status_filter(api, redis_url):
+    write(redis_url, [alert(1, T0), alert(2, T0 + 1), alert(3, T0 + 2, cid=None, type="model_drift")])
+    assert api.post("/v1/alerts/nope/ack").status_code == 404
+    res = api.post("/v1/alerts/al-2/ack")
+    assert res.status_code == 200 and res.json()["status"] == "acked"
+    assert [a["alert_id"] for a in listed(api, status="open")] == ["al-3", "al-1"]
+    assert [a["alert_id"] for a in listed(api, status="acked")] == ["al-2"]
+    assert [a["alert_id"] for a in listed(api, type="model_drift")] == ["al-3"]
+
+
+def test_a_batch_written_twice_lists_each_alert_once(api, redis_url):
+    alerts = [alert(i, T0 + i) for i in range(5)]
+    write(redis_url, alerts)
+    write(redis_url, alerts)  # the flow re-writes a batch after a crash
+    assert [a["alert_id"] for a in listed(api)] == [f"al-{i}" for i in range(4, -1, -1)]
+
+
+def test_erasure_removes_the_customers_alerts_from_every_index(api, redis_url, r):
+    write(redis_url, [alert(1, T0, cid="gone"), alert(2, T0 + 1, cid="stays")])
+    assert api.delete("/v1/customers/gone").status_code in (200, 202)
+    assert [a["alert_id"] for a in listed(api)] == ["al-2"]
+    assert r.hget(store.ALERT_DOCS, "al-1") is None and r.zscore(store.ALERT_INDEX, "al-1") is None
+    assert not r.exists(store.customer_alerts("gone"))
+
+
+def test_trim_keeps_the_newest_alerts_in_event_time(api, redis_url, r):
+    w = write(redis_url, [alert(i, T0 + i) for i in range(30)], maxlen=10)
+    w.trim_alerts()
+    assert r.zcard(store.ALERT_INDEX) == 10 and r.hlen(store.ALERT_DOCS) == 10
+    assert [a["alert_id"] for a in listed(api, limit=100)] == [f"al-{i}" for i in range(29, 19, -1)]
