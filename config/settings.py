@@ -32,7 +32,8 @@ def _default_rules_dir() -> Path:
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="NEXTBEST_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="NEXTBEST_", extra="ignore",
+                                      hide_input_in_errors=True)  # keys, passwords
 
     redis_url: str | None = Field(
         default=None, validation_alias=AliasChoices("REDIS_URL", "NEXTBEST_REDIS_URL")
@@ -68,6 +69,15 @@ class Settings(BaseSettings):
     source: str = Field(default="redis", pattern="^(redis|kafka)$")  # flow input beside streams
     kafka_brokers: str = ""  # host:port,host:port
     kafka_topic: str = "nextbest-events"
+    # webhooks (rules/webhooks.yaml): retries of a failed delivery, then the failed list
+    webhook_max_attempts: int = Field(default=8, ge=1)
+    webhook_backoff_s: float = Field(default=2.0, gt=0)  # first retry delay; doubles each time
+    webhook_backoff_max_s: float = Field(default=600.0, gt=0)
+    webhook_max_age_s: float = Field(default=86400.0, gt=0)  # give up after this long anyway
+    webhook_timeout_s: float = Field(default=10.0, gt=0)  # per POST
+    webhook_concurrency: int = Field(default=4, ge=1)  # POSTs in flight per subscription
+    webhook_done_ttl_s: int = Field(default=7 * 86400, ge=1)
+    webhook_failed_maxlen: int = Field(default=1000, ge=1)
 
     @classmethod
     def settings_customise_sources(

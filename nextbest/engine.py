@@ -1,4 +1,4 @@
-"""Start and stop the engine's processes: embedded Redis (unless REDIS_URL), flow, API."""
+"""Start and stop the engine's processes: embedded Redis (unless REDIS_URL), webhooks, flow, API."""
 
 from __future__ import annotations
 
@@ -22,9 +22,10 @@ class Engine:
     """The running engine. A context manager; `settings` is complete once started."""
 
     def __init__(self, settings: Settings, api: bool = True, flow: bool = True,
-                 quiet: bool = True) -> None:
+                 quiet: bool = True, webhooks: bool | None = None) -> None:
         self.settings = settings
         self.want_api, self.want_flow, self.quiet = api, flow, quiet
+        self.want_webhooks = (api and flow) if webhooks is None else webhooks
         self.redis: RedisServer | None = None
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
         self.admin_key: str | None = None
@@ -52,6 +53,8 @@ class Engine:
             self.admin_key = "nb-" + secrets.token_urlsafe(18)
             s.api_keys = {self.admin_key: ALL_ROLES}
         s.secret()  # create the model-signing secret before the children read it
+        if self.want_webhooks:  # before the flow: its consumer group then sees the first alert
+            self._spawn("webhooks", ["-m", "nextbest.webhooks"])
         if self.want_flow:
             self.start_flow()
         if self.want_api:
