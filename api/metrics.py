@@ -23,6 +23,9 @@ MODEL_DRIFTS = Gauge("nextbest_model_drifts", "Quality drifts detected per model
                      multiprocess_mode="max")
 ACCEPTANCE = Gauge("nextbest_offer_acceptance_rate", "Acceptance rate per offer", ["offer"],
                    multiprocess_mode="max")
+WEBHOOKS = Gauge("nextbest_webhook_deliveries_total",
+                 "Webhook deliveries by result (delivered, retried, failed), from the worker",
+                 ["result"], multiprocess_mode="max")
 
 
 def exposition() -> bytes:

@@ -347,7 +347,8 @@ def test_restart_in_the_middle_loses_and_duplicates_nothing(hooks, workers, r) -
     rec.close()
 
 
-def test_dead_endpoint_ends_in_failed_list_while_others_keep_flowing(hooks, workers, r) -> None:
+def test_dead_endpoint_ends_in_failed_list_while_others_keep_flowing(hooks, workers, r,
+                                                                     api) -> None:
     hooks.webhook_timeout_s, hooks.webhook_max_attempts = 0.4, 3
     rec = Receiver({"/hang": lambda _, __: (500, 1.5), "/gone": lambda _, __: (410, 0.0),
                     "/ok": ok})
@@ -372,6 +373,9 @@ def test_dead_endpoint_ends_in_failed_list_while_others_keep_flowing(hooks, work
     assert set(Counter(h["id"] for h in rec.of("/hang")).values()) == {3}
     assert len(rec.of("/gone")) == 3 and rec.acked("/ok") == Counter(
         {wh.delivery_id(a["alert_id"], "ok"): 1 for a in alerts})
+    metrics = api.get("/metrics").text
+    for result, n in (("delivered", 3), ("retried", 6), ("failed", 6)):
+        assert f'nextbest_webhook_deliveries_total{{result="{result}"}} {n}.0' in metrics
     out = subprocess.run([sys.executable, "-m", "nextbest.webhooks", "--failed", "2"],
                          env={**os.environ, **hooks.env()}, capture_output=True, timeout=30,
                          check=True)

@@ -38,6 +38,9 @@ async def prometheus(st: State) -> Response:
     try:
         metrics.PENDING.set(await pending(st))
         metrics.DEADLETTERED.set(int(await st.redis.hget(store.STATS, "deadlettered") or 0))
+        webhooks = await st.redis.hgetall(store.WEBHOOK_STATS)
+        for result in ("delivered", "retried", "failed"):
+            metrics.WEBHOOKS.labels(result).set(int(webhooks.get(result.encode(), 0)))
     except Exception:  # noqa: BLE001 - metrics must answer even when Redis does not
         pass
     for name, meta in st.models.meta.items():
