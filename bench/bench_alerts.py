@@ -95,9 +95,9 @@ def timeline(pop: Population, p: Planted, end: float, rng: random.Random) -> lis
         evs.append(pop.call(c, t, "complaint" if angry else rng.choice(("billing", "delivery")),
                             rng.uniform(-1.0, -0.4) if angry else rng.uniform(-0.2, 0.8),
                             "unresolved" if angry else "resolved"))
-        t += rng.expovariate(1 / 4 if angry else 1 / 45) * DAY
-        if angry and p.change is not None and t < p.change:
-            t = p.change
+        before, t = t, t + rng.expovariate(1 / 4 if angry else 1 / 45) * DAY
+        if p.kind == "sentiment" and p.change is not None and before < p.change <= t:
+            t = p.change + rng.expovariate(1 / 4) * DAY  # the first angry call comes soon
     t = start + rng.uniform(0, 30) * DAY
     while t < end and not gone(t):  # renewals: some of them labelled "not churned"
         if rng.random() < 0.2:

@@ -212,8 +212,9 @@ def _behaviour_alerts(c: Customer, features: dict[str, Any], ctx: Context,
         mood = drift.sentiment_drop(st.customer_id, st.owner, st.sentiment_short.value(st.last_ts),
                                     st.sentiment_long.value(st.last_ts),
                                     int(features.get("call_count_30d", 0)), st.purchase_total,
-                                    st.last_ts)
-        found += [(f"drift:{a.data['signal']}", a, cooldown) for a in (rhythm, mood) if a]
+                                    st.last_ts, int(features.get("call_count_90d", 0)))
+        spend = drift.spend_drop(st.customer_id, st.owner, features, st.last_ts)
+        found += [(f"drift:{a.data['signal']}", a, cooldown) for a in (rhythm, mood, spend) if a]
     return [("alert", a.to_dict()) for key, a, cool in found
             if c.cooldown.allow(key, st.last_ts, cool)]
 
@@ -225,9 +226,11 @@ def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,
     if churn is None or model is None or not model.mature():
         return []
     prev, c.churn = c.churn, churn
-    alert = churn_alert(c.state.customer_id, c.state.owner, churn, prev, ctx.churn_threshold,
-                        c.state.purchase_total, ts)
-    if alert and c.cooldown.allow("churn_risk", ts, ctx.alert_cooldown_s):
+    limits = ctx.alert_rules().thresholds  # rules/alerts.yaml, re-read on change, wins
+    alert = churn_alert(c.state.customer_id, c.state.owner, churn, prev,
+                        limits.get("churn_risk", ctx.churn_threshold), c.state.purchase_total, ts)
+    cooldown = limits.get("cooldown_days", ctx.alert_cooldown_s / DAY) * DAY
+    if alert and c.cooldown.allow("churn_risk", ts, cooldown):
         return [("alert", alert.to_dict())]
     return []
 

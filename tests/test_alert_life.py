@@ -1,0 +1,165 @@
+"""Alert life with planted changes, through the customer step the flow runs (`process_batch`)
+and silence ticks scheduled as the flow's sink schedules them: a stopped rhythm is flagged
+without the customer's events within a stated delay, steady customers are left alone for a
+year, the cooldown suppresses repeats, churn alerts follow thresholds that reload from
+rules/alerts.yaml, and severity weighs what the customer is worth."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import random
+from pathlib import Path
+
+from config import Settings
+from engine import drift
+from engine.alerts import SEVERITIES, churn_alert, severity_for
+from engine.customer import Context, Customer, process_batch
+from engine.models import OnlineModel
+from engine.opportunity import AlertRules
+from flows.main import _alert_rules
+
+T0 = 1_767_225_600.0
+DAY = 86400.0
+RULES = AlertRules.load(Settings().rules_dir / "alerts.yaml")
+
+
+def buy(cid: str, ts: float, n: int, amount: float = 50.0) -> dict:
+    return {"event_id": f"{cid}-p{n}", "type": "transaction", "ts": ts, "customer_id": cid,
+            "kind": "purchase", "amount": amount, "items": [{"category": "home"}]}
+
+
+def live(events: list[dict], until: float, ctx: Context | None = None) -> list[dict]:
+    """Events in time order, the clock advancing hourly to `until`; a customer's watch deadline,
+    once passed, becomes a tick (as flows/sink.py sweeps). Returns the alerts raised."""
+    ctx = ctx or Context(alert_rules=lambda: RULES)
+    states: dict[str, Customer | None] = {}
+    watch: dict[str, float] = {}
+    alerts: list[dict] = []
+
+    def step(cid: str, evs: list[dict]) -> None:
+        states[cid], out = process_batch(states.get(cid), evs, ctx)
+        for item in out:
+            if item[0] == "alert":
+                alerts.append(item[1])
+            elif item[0] == "watch":
+                watch[item[1]] = item[2]
+
+    events = sorted(events, key=lambda e: e["ts"])
+    clock, i = T0, 0
+    while clock <= until:
+        while i < len(events) and events[i]["ts"] <= clock:
+            step(events[i]["customer_id"], [events[i]])
+            i += 1
+        for cid, deadline in list(watch.items()):
+            if deadline is not None and deadline <= clock:
+                del watch[cid]
+                step(cid, [{"type": "tick", "customer_id": cid, "ts": clock,
+                            "event_id": f"tick:{cid}:{deadline:.0f}"}])
+        clock += 3600.0
+    return alerts
+
+
+def test_rhythm_stop_raises_drift_through_ticks_within_the_stated_delay() -> None:
+    # weekly buyer for 8 weeks, then nothing at all from them: only ticks can notice
+    events = [buy("q", T0 + k * 7 * DAY + 600, k) for k in range(8)]
+    alerts = [a for a in live(events, T0 + 120 * DAY) if a["type"] == "customer_drift"]
+    last = T0 + 49 * DAY + 600
+    # stated bound: 7 regular weekly gaps make silence unusual after silence_limit days
+    # (<= 3 gaps for a regular weekly buyer), raised within the hourly sweep after that
+    limit = drift.silence_limit({int((T0 + k * 7 * DAY) // DAY) for k in range(8)})
+    assert limit is not None and limit <= 21.0
+    assert len(alerts) == 1 and alerts[0]["data"]["signal"] == "purchase_rhythm"
+    delay = alerts[0]["ts"] - last
+    assert limit * DAY - DAY <= delay <= (limit + 1) * DAY + 3600, (delay / DAY, limit)
+
+
+def test_steady_customers_get_no_drift_alert_over_a_year() -> None:
+    rng = random.Random(5)
+    events: list[dict] = []
+    for c in range(10):  # buy weekly give or take two days, browse, call happily
+        cid, t, n = f"s{c}", T0 + rng.uniform(0, DAY), 0
+        while t < T0 + 365 * DAY:
+            events.append(buy(cid, t, n, round(rng.uniform(30, 70), 2)))
+            events.append({"event_id": f"{cid}-k{n}", "type": "click", "ts": t + 3 * DAY,
+                           "customer_id": cid, "action": "page_view"})
+            if n % 6 == 0:
+                events.append({"event_id": f"{cid}-c{n}", "type": "call", "ts": t + DAY,
+                               "customer_id": cid, "reason": "billing",
+                               "sentiment": round(rng.uniform(-0.2, 0.8), 2)})
+            t += rng.uniform(5.0, 9.0) * DAY
+            n += 1
+    # (an irregular buyer's silences are tested statistically by `./nb bench alerts`: about
+    # drift.ALPHA_MONTH false alerts per steady customer-month)
+    alerts = live(events, T0 + 365 * DAY)
+    assert [a for a in alerts if a["type"] in ("customer_drift", "churn_risk")] == []
+    # the planted contrast in the same run: one of them stops in month 7 and is flagged
+    cut = [e for e in events if not (e["customer_id"] == "s3" and e["ts"] > T0 + 200 * DAY)]
+    flagged = [a for a in live(cut, T0 + 365 * DAY) if a["type"] == "customer_drift"]
+    assert [a["customer_id"] for a in flagged] == ["s3"]
+
+
+def test_cooldown_suppresses_repeated_drift_alerts() -> None:
+    # an angry call every day for three weeks: the drift condition holds every day, alerts
+    # come once per cooldown_days (rules/alerts.yaml) and no more
+    calm = [{"event_id": f"m{k}", "type": "call", "ts": T0 + k * 20 * DAY, "customer_id": "m",
+             "reason": "billing", "sentiment": 0.6} for k in range(4)]
+    angry = [{"event_id": f"a{k}", "type": "call", "ts": T0 + (70 + k) * DAY, "customer_id": "m",
+              "reason": "complaint", "sentiment": -0.9} for k in range(21)]
+    alerts = [a for a in live(calm + angry, T0 + 95 * DAY) if a["type"] == "customer_drift"]
+    cooldown = RULES.thresholds["cooldown_days"] * DAY
+    times = [a["ts"] for a in alerts]
+    assert 2 <= len(alerts) <= 21 / RULES.thresholds["cooldown_days"] + 1, len(alerts)
+    assert all(b - a >= cooldown for a, b in itertools.pairwise(times))
+
+
+def _churn_model() -> OnlineModel:
+    """A real River model that learned 'complaints and no purchases mean churn'."""
+    rng, model = random.Random(3), OnlineModel("outcome:churned")
+    for _ in range(400):
+        churned = rng.random() < 0.3
+        x = {"calls_reason_complaint": float(churned and rng.random() < 0.9),
+             "days_since_purchase": rng.uniform(20, 60) if churned else rng.uniform(0, 15)}
+        model.learn_one(x, churned)
+    assert model.mature()
+    return model
+
+
+def test_churn_alert_follows_the_threshold_in_alerts_yaml_reloaded(tmp_path: Path) -> None:
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    path = folder / "alerts.yaml"
+    path.write_text("thresholds: {churn_risk: 0.999, cooldown_days: 7}\nopportunities: []\n")
+    rules = _alert_rules(Settings(rules_dir=folder))  # the flow's reloading reader
+    models = {"outcome:churned": _churn_model()}
+    ctx = Context(models=lambda: models, alert_rules=rules, churn_threshold=0.6)
+
+    def leave(cid: str) -> tuple[Customer | None, list[dict]]:
+        """A good customer, then a complaint 40 days after their last purchase."""
+        c, _ = process_batch(None, [buy(cid, T0, 0, 500.0), buy(cid, T0 + DAY, 1, 500.0)], ctx)
+        assert c is not None and c.churn is not None and c.churn < 0.5, c.churn
+        c, out = process_batch(c, [{"event_id": f"{cid}-c", "type": "call", "ts": T0 + 41 * DAY,
+                                    "customer_id": cid, "reason": "complaint",
+                                    "sentiment": -0.8}], ctx)
+        return c, [o[1] for o in out if o[0] == "alert" and o[1]["type"] == "churn_risk"]
+
+    c, alerts = leave("r1")
+    assert c is not None and c.churn is not None and 0.6 < c.churn < 0.999, c.churn
+    assert alerts == []  # above the settings' 0.6, below the file's threshold: the file wins
+    # sales ops lower the threshold in the file; no restart: the next crossing is judged by it
+    path.write_text("thresholds: {churn_risk: 0.5, cooldown_days: 7}\nopportunities: []\n")
+    os.utime(path, (T0, T0 + 10))  # a distinct mtime, as an edit seconds later would have
+    c, alerts = leave("r2")
+    assert len(alerts) == 1 and "(threshold 0.50)" in alerts[0]["reasons"][0]
+
+
+def test_churn_alert_on_crossing_only_and_severity_weighs_value() -> None:
+    assert churn_alert("c", None, 0.7, 0.5, 0.6, 100.0, T0) is not None  # crossing upwards
+    assert churn_alert("c", None, 0.8, 0.7, 0.6, 100.0, T0) is None  # already above: no repeat
+    assert churn_alert("c", None, 0.5, None, 0.6, 100.0, T0) is None  # below
+    top = churn_alert("top", "rep1", 0.7, 0.5, 0.6, 8000.0, T0)
+    once = churn_alert("once", "rep1", 0.7, 0.5, 0.6, 15.0, T0)
+    assert top is not None and once is not None
+    assert SEVERITIES.index(top.severity) > SEVERITIES.index(once.severity)
+    assert (top.severity, once.severity) == ("high", "low")
+    assert severity_for(0.95, 5000.0) == "critical" and severity_for(0.95, 0.0) == "medium"
