@@ -25,6 +25,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -118,6 +119,19 @@ def give_up(attempts: int, first_ts: float, now: float, max_attempts: int, max_a
     return attempts >= max_attempts or now - first_ts >= max_age_s
 
 
+def retry_after_s(value: str | None) -> float:
+    """A `Retry-After` in seconds (an HTTP date is ignored: the backoff applies).
+
+    >>> retry_after_s("30"), retry_after_s("Wed, 21 Oct 2015 07:28:00 GMT"), retry_after_s(None)
+    (30.0, 0.0, 0.0)
+    """
+    try:
+        seconds = float(value) if value else 0.0
+    except ValueError:
+        return 0.0
+    return seconds if 0.0 <= seconds < float("inf") else 0.0
+
+
 def _strings(value: Any, where: str) -> tuple[str, ...] | None:
     if value is None:
         return None
@@ -141,6 +155,15 @@ def _secret(item: dict[str, Any], where: str, env: Mapping[str, str]) -> bytes:
     return value.encode()
 
 
+def _http_url(url: Any) -> bool:
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        return bool(parts and parts.scheme in ("http", "https") and parts.hostname
+                    and (parts.port or 0) >= 0 and " " not in url)
+    except ValueError:  # e.g. a port out of range, an unclosed [
+        return False
+
+
 def _subscription(item: Any, where: str, env: Mapping[str, str]) -> Subscription:
     if not isinstance(item, dict):
         raise RuleError(f"{where}: needs a mapping, got {item!r}")
@@ -150,7 +173,7 @@ def _subscription(item: Any, where: str, env: Mapping[str, str]) -> Subscription
     sid, url = item.get("id"), item.get("url")
     if not isinstance(sid, str) or not ID.match(sid):
         raise RuleError(f"{where}.id: needs 1-64 of A-Z a-z 0-9 _ . -, got {sid!r}")
-    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+    if not _http_url(url):
         raise RuleError(f"{where}.url: needs an http(s) URL, got {url!r}")
     sev = item.get("min_severity")
     if sev is not None and sev not in SEVERITIES:
@@ -190,3 +213,28 @@ def load(path: Path, env: Mapping[str, str]) -> list[Subscription]:
         return parse(yaml.safe_load(path.read_text()), path.name, env)
     except (OSError, yaml.YAMLError) as exc:
         raise RuleError(f"{path.name}: cannot read: {exc}") from exc
+
+
+class Subscriptions:
+    """A webhooks file, re-read when it changes; a broken edit keeps the last good
+    subscriptions and says why in `error` (the worker logs it)."""
+
+    def __init__(self, path: Path, env: Mapping[str, str]) -> None:
+        self.path, self.env, self.mtime = path, env, -1.0
+        self.subs: list[Subscription] = []
+        self.error: str | None = None
+
+    def refresh(self) -> bool:
+        """Re-read the file if it changed; True when it was read (successfully or not)."""
+        try:
+            mtime = self.path.stat().st_mtime if self.path.exists() else None
+        except OSError:
+            return False
+        if mtime == self.mtime:
+            return False
+        self.mtime = mtime
+        try:
+            self.subs, self.error = load(self.path, self.env), None
+        except RuleError as exc:
+            self.error = str(exc)
+        return True

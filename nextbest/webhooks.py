@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import random
 import signal
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -33,37 +33,10 @@ import redis
 from config import Settings, connect, get_settings
 from engine import store
 from engine import webhooks as wh
-from engine.rules import RuleError
 
 log = logging.getLogger("nextbest.webhooks")
 CONSUMER = "worker"
 CONFIG_EVERY_S = 1.0
-
-
-class Subscriptions:
-    """`rules/webhooks.yaml`, re-read when it changes; a broken edit keeps the last good one."""
-
-    def __init__(self, path: Path) -> None:
-        self.path, self.mtime, self.error = path, -1.0, None
-        self.subs: list[wh.Subscription] = []
-        self.refresh()
-
-    def refresh(self) -> None:
-        try:
-            mtime = self.path.stat().st_mtime if self.path.exists() else None
-        except OSError:
-            return
-        if mtime == self.mtime:
-            return
-        self.mtime = mtime
-        try:
-            self.subs = wh.load(self.path, os.environ)
-            self.error = None
-            log.info("webhooks: %d subscriptions (%s)", len(self.subs),
-                     ", ".join(s.id for s in self.subs) or "none")
-        except RuleError as exc:
-            self.error = str(exc)
-            log.error("webhooks reload failed, keeping the previous subscriptions: %s", exc)
 
 
 class Worker:
@@ -72,7 +45,8 @@ class Worker:
     def __init__(self, settings: Settings, rng: random.Random | None = None,
                  clock: Callable[[], float] = time.time) -> None:
         self.s, self.rng, self.clock = settings, rng or random.Random(), clock
-        self.config = Subscriptions(settings.rules_dir / "webhooks.yaml")
+        self.config = wh.Subscriptions(settings.rules_dir / "webhooks.yaml", os.environ)
+        self._reload()
         url = str(settings.redis_url)
         self.r = connect.async_client(url)
         self.reader = connect.async_client(url)  # blocking reads hold their own connection
@@ -131,11 +105,16 @@ class Worker:
                     await self.enqueue(entries)
                     self.wake.set()
             except redis.ResponseError as exc:
-                if "NOGROUP" not in str(exc):
-                    raise
-                await self._ensure_group()  # the stream was deleted (e.g. a flushed Redis)
+                if "NOGROUP" in str(exc):
+                    await self._ensure_group()  # the stream was deleted (e.g. a flushed Redis)
+                else:
+                    log.error("webhooks: reading alerts failed: %s", exc)
+                    await asyncio.sleep(1.0)
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("webhooks: Redis unavailable (%s); retrying", exc)
+                await asyncio.sleep(1.0)
+            except Exception:  # unacknowledged entries are read again: keep going
+                log.exception("webhooks: reading alerts failed")
                 await asyncio.sleep(1.0)
 
     async def enqueue(self, entries: list[Any]) -> None:
@@ -172,7 +151,7 @@ class Worker:
         next_config = 0.0
         while not self.stopping.is_set():
             if time.monotonic() >= next_config:
-                self.config.refresh()
+                self._reload()
                 next_config = time.monotonic() + CONFIG_EVERY_S
             wait = CONFIG_EVERY_S
             try:
@@ -180,11 +159,23 @@ class Worker:
                     wait = min(wait, await self._start_due(sub))
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 log.warning("webhooks: Redis unavailable (%s); retrying", exc)
+            except Exception:  # pending deliveries stay in Redis: keep going
+                log.exception("webhooks: dispatching deliveries failed")
             self.wake.clear()
             try:
                 await asyncio.wait_for(self.wake.wait(), timeout=max(0.01, wait))
             except TimeoutError:
                 pass
+
+    def _reload(self) -> None:
+        if not self.config.refresh():
+            return
+        if self.config.error:
+            log.error("webhooks reload failed, keeping the previous subscriptions: %s",
+                      self.config.error)
+        else:
+            log.info("webhooks: %d subscriptions (%s)", len(self.config.subs),
+                     ", ".join(s.id for s in self.config.subs) or "none")
 
     async def _start_due(self, sub: wh.Subscription) -> float:
         """Start this subscription's due deliveries (at most `webhook_concurrency` in flight);
@@ -212,8 +203,11 @@ class Worker:
             await self._attempt(sub, did)
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             log.warning("webhooks: Redis unavailable during %s (%s)", did, exc)
-        except Exception:  # one bad delivery must not end the worker
+        except Exception:  # one bad delivery must not end the worker, nor spin: try it later
             log.exception("webhooks: delivery %s failed unexpectedly", did)
+            with contextlib.suppress(Exception):
+                later = self.clock() + self.s.webhook_backoff_max_s
+                await self.r.zadd(store.webhook_due(sub.id), {did: later}, xx=True)
         finally:
             self.inflight.get(sub.id, set()).discard(did)
             self.wake.set()
@@ -233,12 +227,14 @@ class Worker:
                    "X-Nextbest-Delivery": did, "X-Nextbest-Event": str(alert.get("type")),
                    "X-Nextbest-Timestamp": str(ts), "X-Nextbest-Attempt": str(job["attempts"] + 1),
                    "X-Nextbest-Signature": wh.sign(sub.secret, ts, body)}
-        status, error, retry_after = None, "", 0.0
+        status, error, retry_after, final = None, "", 0.0, False
         try:
             res = await self.http.post(sub.url, content=body, headers=headers)
             status, error = res.status_code, f"HTTP {res.status_code}"
-            retry_after = _seconds(res.headers.get("retry-after"))
-        except httpx.HTTPError as exc:
+            retry_after = wh.retry_after_s(res.headers.get("retry-after"))
+        except (httpx.InvalidURL, httpx.UnsupportedProtocol) as exc:  # another try won't help
+            error, final = f"{type(exc).__name__}: {exc}"[:300], True
+        except httpx.HTTPError as exc:  # network, TLS, timeouts: worth another try
             error = f"{type(exc).__name__}: {exc}"[:300]
         if status is not None and 200 <= status < 300:
             await self._done(sub.id, did)
@@ -246,7 +242,7 @@ class Worker:
         job["attempts"] += 1
         job["error"] = error
         now = self.clock()
-        if not wh.retryable(status) or wh.give_up(job["attempts"], job["first"], now,
+        if final or not wh.retryable(status) or wh.give_up(job["attempts"], job["first"], now,
                                                   self.s.webhook_max_attempts,
                                                   self.s.webhook_max_age_s):
             await self._fail(did, job, error)
@@ -305,14 +301,6 @@ def _decode(raw: bytes | None) -> Any:
         return store.decode(raw)
     except orjson.JSONDecodeError:
         return None
-
-
-def _seconds(value: str | None) -> float:
-    """A Retry-After given in seconds (an HTTP date is ignored: the backoff applies)."""
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:
-        return 0.0
 
 
 def failed(settings: Settings, limit: int = 50) -> list[dict[str, Any]]:

@@ -33,7 +33,6 @@ from engine.alerts import Alert
 from engine.rules import RuleError
 from flows.sink import RedisSink
 from nextbest.redis_server import free_port
-from nextbest.webhooks import Subscriptions
 from tests.conftest import ev, get_json, wait_for
 
 SECRET = "s3cret-for-the-tests-0001"
@@ -210,6 +209,8 @@ def test_config_errors_name_file_and_field(tmp_path: Path) -> None:
         ({**good, "types": "churn_risk"}, "webhooks[0] (crm).types: needs a non-empty list"),
         ({"id": "x y", "url": "http://h", "secret_env": "S"}, "webhooks[0] (x y).id"),
         ({**good, "secret": "short"}, "needs exactly one of"),
+        ({**good, "url": "http://h:99999/x"}, "webhooks[0] (crm).url: needs an http(s) URL"),
+        ({**good, "url": "crm.example/h"}, "webhooks[0] (crm).url: needs an http(s) URL"),
     ]
     for item, message in cases:
         with pytest.raises(RuleError) as exc:
@@ -228,7 +229,8 @@ def test_a_broken_edit_keeps_the_last_good_subscriptions(tmp_path: Path) -> None
     path = tmp_path / "webhooks.yaml"
     path.write_text("webhooks:\n  - {id: a, url: 'http://h', secret: '0123456789abcdef'}\n")
     os.utime(path, (1, 1))
-    held = Subscriptions(path)
+    held = wh.Subscriptions(path, {})
+    assert held.refresh() and not held.refresh()  # read once, then only when it changes
     assert [s.id for s in held.subs] == ["a"] and held.error is None
     path.write_text("webhooks:\n  - {id: a, url: 'ftp://h', secret: '0123456789abcdef'}\n")
     os.utime(path, (2, 2))
