@@ -245,7 +245,7 @@ def test_a_broken_edit_keeps_the_last_good_subscriptions(tmp_path: Path) -> None
 # -- the worker against real receivers -------------------------------------------------------
 
 def test_receiver_that_fails_then_recovers_gets_each_delivery_once(hooks, workers, r) -> None:
-    hooks.webhook_max_attempts = 12  # the refused receiver comes up within these
+    hooks.webhook_max_attempts = 20  # the refused receiver comes up within these (~3 s)
     flaky = Receiver({"/flaky": lambda _, n: (500, 0.0) if n < 2 else (200, 0.0)})
     late_port = free_port()  # nothing listens here yet: connection refused
     subscribe(hooks, [{"id": "flaky", "url": flaky.url("/flaky")},
@@ -322,12 +322,12 @@ def test_filters_route_by_owner_type_and_severity(hooks, workers, r) -> None:
 
 def test_restart_in_the_middle_loses_and_duplicates_nothing(hooks, workers, r) -> None:
     hooks.webhook_concurrency = 2
-    rec = Receiver({"/slow": lambda _, __: (200, 0.05)})
+    rec = Receiver({"/slow": lambda _, __: (200, 0.1)})
     subscribe(hooks, [{"id": "slow", "url": rec.url("/slow")}])
     first = workers()
     alerts = [alert(i) for i in range(40)]
     write(hooks, alerts[:20])
-    wait_for(lambda: len(rec.acked("/slow")) >= 5, timeout=10)
+    wait_for(lambda: len(rec.acked("/slow")) >= 5, timeout=10, every=0.02)
     first.stop(signal.SIGTERM)  # a clean stop: POSTs in flight finish and are recorded
     assert first.proc.returncode == 0, first.log.read_text()[-2000:]
     assert len(rec.acked("/slow")) < 20  # stopped in the middle
@@ -338,6 +338,7 @@ def test_restart_in_the_middle_loses_and_duplicates_nothing(hooks, workers, r) -
     write(hooks, alerts[30:])
     wait_for(lambda: len(rec.acked("/slow")) >= 33, timeout=10, every=0.01)
     second.stop(signal.SIGKILL)  # a crash: only the POSTs in flight may be repeated
+    assert len(rec.acked("/slow")) < 40  # killed in the middle
     workers()
     want = [wh.delivery_id(a["alert_id"], "slow") for a in alerts]
     wait_for(lambda: set(rec.acked("/slow")) == set(want) and settled(r), timeout=20)
@@ -351,7 +352,7 @@ def test_restart_in_the_middle_loses_and_duplicates_nothing(hooks, workers, r) -
 
 def test_dead_endpoint_ends_in_failed_list_while_others_keep_flowing(hooks, workers, r,
                                                                      api) -> None:
-    hooks.webhook_timeout_s, hooks.webhook_max_attempts = 0.4, 3
+    hooks.webhook_timeout_s, hooks.webhook_max_attempts = 0.8, 3
     rec = Receiver({"/hang": lambda _, __: (500, 1.5), "/gone": lambda _, __: (410, 0.0),
                     "/ok": ok})
     subscribe(hooks, [{"id": "hang", "url": rec.url("/hang")},
@@ -362,7 +363,7 @@ def test_dead_endpoint_ends_in_failed_list_while_others_keep_flowing(hooks, work
     write(hooks, alerts)
     started = time.monotonic()
     wait_for(lambda: len(rec.acked("/ok")) == 3, timeout=10, every=0.02)
-    assert time.monotonic() - started < 1.2  # not held up by the hanging receiver
+    assert time.monotonic() - started < 2.0  # not held up by the hanging receiver
     assert len(rec.of("/hang")) < 9 and not any(
         orjson.loads(x)["subscription_id"] == "hang" for x in r.lrange(store.WEBHOOK_FAILED, 0, -1))
     wait_for(lambda: r.llen(store.WEBHOOK_FAILED) == 6 and settled(r), timeout=20)
