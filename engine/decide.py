@@ -2,8 +2,9 @@
 
 Steps: candidates (request filter, channel, validity) -> consent gate -> conditions
 (eligible, applicable, suitable) -> control group hold-out -> score (propensity x value x lever)
--> exploration (epsilon-greedy over the ranking, with the probability of the served choice
-logged) -> top `limit`.
+-> consistency (the `lead` served moments ago, if still a candidate, leads again) or exploration
+(Thompson sampling or epsilon-greedy, with the probability of the served choice logged)
+-> top `limit`.
 """
 
 from __future__ import annotations
@@ -138,6 +139,7 @@ def decide(
     catalog: Catalog, models: dict[str, OnlineModel], profile: Profile, request: Request,
     x: Vector, now: float, rng: random.Random, epsilon: float, control_share: float,
     blocked: dict[str, str] | None = None, exploration: str = "thompson",
+    lead: str | None = None,
 ) -> Decision:
     offers, rejected = candidates(catalog, profile, request, now, blocked)
     held = [o.id for o in offers if o.marketing and in_control(profile.customer_id, o, control_share)]
@@ -145,6 +147,13 @@ def decide(
     scored.sort(key=lambda s: -s.score)
     if not scored:
         return Decision([], False, 1.0, held, rejected, x)
+    pinned = next((s for s in scored if s.offer.id == lead), None)
+    if pinned is not None:  # the same answer on every channel, moments apart
+        scored.remove(pinned)
+        pinned.reasons.append("consistency: leading offer of this customer's last decision")
+        ranked = [pinned] + scored
+        return Decision(ranked[: max(1, request.limit)], False, 1.0, held, rejected, x,
+                        candidates=ranked)
     if exploration == "thompson":
         return _thompson(scored, models, request, held, rejected, x, rng)
     k = len(scored)

@@ -1,8 +1,13 @@
 """Contact policy: caps per customer over rolling windows, per channel and across channels,
-a cooldown after a rejection, suppression after an acceptance.
+a cooldown after a rejection, suppression after an acceptance, and consistency across channels.
 
 The contact state is a small dict kept in Redis per customer (shared by all API processes):
-`{"imp": [[ts, channel, kind], ...], "rej": {offer: ts}, "acc": {offer: ts}}`.
+`{"imp": [[ts, channel, kind], ...], "rej": {offer: ts}, "acc": {offer: ts},
+"lead": [offer, ts, channel]}`. `lead` is the leading offer last served: for
+`consistency_minutes` after it, every channel leads with the same offer while it is still
+allowed (consent, rules, caps, cooldowns), so the website and the agent on the phone tell the
+customer the same thing; a response to it, or anything that makes it no longer a candidate, is
+the material change that releases it.
 
 >>> p = Policy.parse({"caps": [{"name": "weekly", "kinds": ["offer"], "window_days": 7, "max": 1}]})
 >>> state = record({}, [("o1", "offer")], "web", now=0.0)
@@ -43,6 +48,7 @@ class Policy:
     caps: list[Cap] = field(default_factory=list)
     reject_cooldown_days: float = 0.0
     accept_suppress_days: float = 0.0
+    consistency_minutes: float = 30.0
 
     @classmethod
     def parse(cls, doc: Any, source: str = "policy.yaml") -> Policy:
@@ -55,8 +61,28 @@ class Policy:
                                 max=int(c["max"]), kinds=c.get("kinds"), channels=c.get("channels")))
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise RuleError(f"{source}: cap #{i}: needs window_days and max ({exc})") from None
+        try:
+            minutes = float(doc.get("consistency_minutes", 30.0))
+        except (TypeError, ValueError):
+            raise RuleError(f"{source}: consistency_minutes: "
+                            f"{doc.get('consistency_minutes')!r} is not a number") from None
         return cls(caps, float(doc.get("cooldown_after_rejection_days", 0)),
-                   float(doc.get("suppress_after_acceptance_days", 0)))
+                   float(doc.get("suppress_after_acceptance_days", 0)), minutes)
+
+    def lead(self, state: dict[str, Any], now: float) -> str | None:
+        """The offer every channel should lead with now, if one was served moments ago.
+
+        >>> Policy().lead({"lead": ["o1", 0.0, "web"]}, now=600.0)
+        'o1'
+        >>> Policy().lead({"lead": ["o1", 0.0, "web"]}, now=3600.0) is None
+        True
+        """
+        lead = state.get("lead")
+        if not lead or now - float(lead[1]) > self.consistency_minutes * 60.0:
+            return None
+        offer, ts = str(lead[0]), float(lead[1])
+        responded = max(state.get("rej", {}).get(offer, -1.0), state.get("acc", {}).get(offer, -1.0))
+        return None if responded >= ts else offer  # the customer answered: a material change
 
     @classmethod
     def load(cls, path: Path) -> Policy:
@@ -114,6 +140,8 @@ def from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
         name = k.decode()
         if name == "imp":
             state["imp"] = orjson.loads(v)
+        elif name == "lead":
+            state["lead"] = orjson.loads(v)
         elif ":" in name:
             kind, offer = name.split(":", 1)
             if kind in ("rej", "acc"):

@@ -60,7 +60,8 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     blocked = st.policy.policy.blocked(contact_state, [(o.id, o.kind) for o in catalog.offers],
                                        body.channel, now)
     d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
-               st.settings.control_share, blocked=blocked, exploration=st.settings.exploration)
+               st.settings.control_share, blocked=blocked, exploration=st.settings.exploration,
+               lead=(lead := st.policy.policy.lead(contact_state, now)))
     did = secrets.token_urlsafe(12)
     record = {
         "type": "decision", "_internal": True, "event_id": "d:" + did, "decision_id": did,
@@ -77,7 +78,11 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     if d.ranked:
         served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked],
                                body.channel, now)
-        pipe.hset(store.contact(cid), "imp", store.encode(served["imp"]))
+        # a lead kept for consistency keeps its first time: the window does not slide
+        kept = lead is not None and d.ranked[0].offer.id == lead
+        lead_entry = contact_state["lead"] if kept else [d.ranked[0].offer.id, now, body.channel]
+        pipe.hset(store.contact(cid), mapping={"imp": store.encode(served["imp"]),
+                                               "lead": store.encode(lead_entry)})
         pipe.expire(store.contact(cid), int(policy.KEEP_DAYS * 86400))
     await ingest.execute(st, pipe)
     metrics.DECISIONS.labels(body.channel or "none", str(d.explored).lower()).inc()
