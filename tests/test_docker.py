@@ -138,3 +138,12 @@ def test_dashboard_covers_the_engine_with_metrics_the_api_exports() -> None:
     assert used and used <= api_metric_names(), used - api_metric_names()
     # bytewax's metrics are checked against a running flow in tests/test_scale.py
     assert dashboard_metrics("bytewax_")
+
+
+def test_webhook_worker_service_runs_the_real_module() -> None:
+    import importlib
+
+    svc = _compose()["services"]["webhooks"]
+    assert svc["command"][:2] == ["python", "-m"]
+    module = importlib.import_module(svc["command"][2])
+    assert hasattr(module, "main")
