@@ -3,7 +3,7 @@ logic of the flow (`engine.customer.process_batch`, silence ticks as the flow's 
 them, the churn model learned online from `outcome` events, the population's value fit), in
 process, over months of event time of a simulated population with planted changes.
 
-    ./nb bench alerts [--customers 2000] [--days 240] [--seed 7]
+    ./nb bench alerts [--customers 1000] [--days 240] [--seed 7]
 
 Every customer buys on a renewal process of their own (mean gap 3-40 days, regularity from
 Poisson to fairly regular), browses, calls now and then, and some renewals carry a
@@ -198,7 +198,7 @@ def score(plans: list[Planted], alerts: list[dict[str, Any]], days: float) -> li
             p = by_id[a["customer_id"]]
             if p.kind in kinds and p.change is not None and a["ts"] >= p.change \
                     and p.customer.id not in first \
-                    and not (atype == "churn_risk" and a["ts"] >= p.change + LABEL_DELAY):
+                    and not (a["type"] == "churn_risk" and a["ts"] >= p.change + LABEL_DELAY):
                 first[p.customer.id] = (a["ts"] - p.change) / DAY
         false_customers = len({a["customer_id"] for a in false})
         steady_false = sum(by_id[a["customer_id"]].kind is None for a in false)
@@ -278,7 +278,7 @@ def run(customers: int, days: float, seed: int) -> dict[str, Any]:
 
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench alerts")
-    ap.add_argument("--customers", type=int, default=2000)
+    ap.add_argument("--customers", type=int, default=1000)
     ap.add_argument("--days", type=float, default=240.0)
     ap.add_argument("--seed", type=int, default=7)
     args = ap.parse_args(argv)
