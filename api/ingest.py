@@ -9,7 +9,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import NoScriptError
 
 from config import connect
-from engine import store
+from engine import sourcedrift, store
 from engine.policy import response_field
 
 
@@ -68,6 +68,8 @@ async def execute(st: Any, pipe: Any) -> list[Any]:
 
 async def dead_letter(r: aioredis.Redis, maxlen: int, items: list[tuple[bytes, str]],
                       source: str) -> None:
+    """Dead-letter bad events, and tell the flow how many each source sent (one internal record
+    on partition 0 per call, in the same pipeline: engine/sourcedrift.py says why)."""
     if not items:
         return
     pipe = r.pipeline(transaction=False)
@@ -75,4 +77,7 @@ async def dead_letter(r: aioredis.Redis, maxlen: int, items: list[tuple[bytes, s
         pipe.xadd(store.DLQ, {"raw": raw[:65536], "reason": reason, "source": source,
                               "ts": str(time.time())}, maxlen=maxlen, approximate=True)
     pipe.hincrby(store.STATS, "deadlettered", len(items))
+    record = sourcedrift.dead_letter_record([sourcedrift.channel_of_raw(raw) for raw, _ in items])
+    pipe.xadd(store.stream(0), {"e": store.encode(record)})  # trimmed by the next event's append
+    pipe.incr(store.ingested(0))
     await pipe.execute()

@@ -2,6 +2,11 @@
 
 Offer models also count what the offer did (impressions, accepts, revenue, control group), so
 the figures are exactly-once with the model in bytewax's snapshots.
+
+`apply` says which drift a model showed ("quality": ADWIN on its errors; "inputs": features that
+left their reference) and `drift_alert` turns that into a `model_drift` alert for the admins.
+Quality alerts are held back for `QUALITY_COOLDOWN` examples after one (ADWIN may fire again
+while it settles); input drift has its own cooldown (the reference is rebuilt after a drift).
 """
 
 from __future__ import annotations
@@ -9,7 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine.models import OnlineModel
+from engine.alerts import Alert
+from engine.models import OnlineModel, pipeline_for
 from engine.uplift import uplift
 
 
@@ -50,17 +56,25 @@ class ModelState:
 
     def meta(self) -> dict[str, Any]:
         return {"name": self.model.name, "version": self.model.version, "ts": self.last_ts,
-                **self.model.quality(), "performance": self.stats.to_dict()}
+                **self.model.quality(), "input_drift": self.model.inputs.state(),
+                "performance": self.stats.to_dict()}
 
 
-def apply(state: ModelState | None, name: str, item: tuple[Any, ...]) -> tuple[ModelState, bool]:
-    """Fold one item in; True when the model's quality drift detector fired."""
-    state = state or ModelState(OnlineModel(name))
-    kind, fired = item[0], False
+QUALITY_COOLDOWN = 500  # examples between two quality-drift alerts of one model
+
+
+def apply(state: ModelState | None, name: str, item: tuple[Any, ...],
+          ) -> tuple[ModelState, list[str]]:
+    """Fold one item in; the kinds of drift it revealed ("quality", "inputs"), usually none."""
+    state = state or ModelState(OnlineModel(name, pipeline=pipeline_for(name)))
+    kind, fired = item[0], []
     state.changes += 1
     if kind == "example":
         _, _, x, y, ts, _extra = item
-        fired = state.model.learn_one(x, y)
+        if state.model.learn_one(x, y):
+            fired.append("quality")
+        if state.model.shifted:
+            fired.append("inputs")
         state.last_ts = max(state.last_ts, ts)
     elif kind == "impression":
         _, _, control, _ts = item
@@ -89,6 +103,31 @@ def apply(state: ModelState | None, name: str, item: tuple[Any, ...]) -> tuple[M
         elif not late:
             setattr(st, outcome, getattr(st, outcome) + 1)
     return state, fired
+
+
+def drift_alert(state: ModelState, kind: str) -> Alert | None:
+    """The `model_drift` alert for the admins, with reasons; None while in cooldown."""
+    m = state.model
+    if kind == "inputs":
+        shifts = m.shifted
+        reasons = [s.reason() for s in shifts[:5]]
+        reasons.append(f"against the {m.inputs.reference} examples before; reference rebuilt")
+        title = f"Model {m.name} inputs shifted: {', '.join(s.name for s in shifts[:3])}"
+        data: dict[str, Any] = {"signal": "inputs", "features": [s.to_dict() for s in shifts]}
+        score = max(s.statistic for s in shifts)
+    else:
+        last = state.drift_alerted_at
+        if last is not None and m.examples - last < QUALITY_COOLDOWN:
+            return None
+        state.drift_alerted_at = m.examples
+        q = m.quality()
+        reasons = [f"ADWIN detected a rise in the error rate after {q['examples']} examples",
+                   f"progressive AUC now {q['auc']}"]
+        title = f"Model {m.name} quality drifted"
+        data, score = {"signal": "quality", "examples": q["examples"]}, 1.0
+    return Alert(type="model_drift", customer_id=None, owner="admin", severity="high",
+                 title=title, reasons=reasons, score=round(score, 4), ts=state.last_ts,
+                 data={"model": m.name, **data})
 
 
 def should_publish(state: ModelState, every: int) -> bool:

@@ -27,6 +27,7 @@ WATCH = f"{PREFIX}:watch"  # zset: customer -> event time when their silence bec
 CUSTOMERS = f"{PREFIX}:customers"
 STATS = f"{PREFIX}:stats"
 HEARTBEAT = f"{PREFIX}:flow:heartbeat"
+SOURCES = f"{PREFIX}:sources"  # the flow's per-source spike monitor state (engine/sourcedrift.py)
 # webhook delivery (nextbest/webhooks.py): one hash tag, so a Redis Cluster keeps them together
 WEBHOOK_GROUP = "webhooks"  # consumer group on ALERTS
 WEBHOOK_JOBS = f"{PREFIX}:{{wh}}:jobs"  # hash: delivery id -> pending delivery (no alert body)

@@ -20,7 +20,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from config import Settings, get_settings
-from engine import learning, population
+from engine import learning, population, sourcedrift
 from engine.catalog import Catalog
 from engine.customer import Context, Customer, process_batch
 from engine.events import BadEvent, parse
@@ -33,7 +33,7 @@ from flows.models import ModelCache
 from flows.sink import RedisSink
 from flows.source import Item, RedisStreamSource
 
-INTERNAL = {"decision", "erase", "tick", "forget"}
+INTERNAL = {"decision", "erase", "tick", "forget", "dead_letters"}
 
 
 def parse_item(item: Item) -> tuple[Any, ...]:
@@ -43,6 +43,8 @@ def parse_item(item: Item) -> tuple[Any, ...]:
     except BadEvent as exc:
         return ("bad", raw, str(exc), p, seq)
     ev["_p"], ev["_seq"] = p, seq
+    if ev["type"] == "dead_letters":  # the ingest path's dead-letter counts per source
+        return ("counts", ev, p, seq)
     if ev["type"] == "erase" and len(item) > 3:
         ev["_id"] = item[3]  # the erase record itself is deleted once done
     return ("ok", ev)
@@ -139,8 +141,8 @@ def build_flow(
         inputs = op.merge("inputs", inputs, kafka_input(flow, settings, kafka))
     parsed = op.map("parse", inputs, parse_item)
     valid = op.branch("valid", parsed, lambda t: t[0] == "ok")
-    dead = op.flat_map("dead_letter", valid.falses, lambda t: [
-        ("dlq", t[1], t[2], f"partition {t[3]}"), ("progress", t[3], t[4])])
+    dead = op.branch("dead_tallies", op.flat_map("dead_letter", valid.falses, _dead_letter),
+                     lambda o: o[0] == "tally")
 
     anon = op.branch("anonymous", valid.trues, needs_identity)
     by_anon = op.key_on("by_anonymous_id", anon.trues, lambda t: t[1]["anonymous_id"])
@@ -150,14 +152,18 @@ def build_flow(
                       op.map("linked", is_event.trues, lambda o: o[1]))
 
     def customer_step(state: Customer | None, evs: list[dict[str, Any]]) -> tuple[Any, Iterable[Any]]:
+        tally = sourcedrift.tally(evs, state.state.last_ts if state else None, ctx.lateness)
         state, out = process_batch(state, evs, ctx)
         out += [("progress", ev["_p"], ev["_seq"]) for ev in evs if "_p" in ev]
+        if tally:
+            out.append(("tally", tally, max(ev["ts"] for ev in evs)))
         return state, out
 
     by_customer = op.key_on("by_customer", events, lambda ev: str(ev["customer_id"]))
     outputs = op.key_rm("customer_out", batched("customer", by_customer, customer_step))
-    to_population = op.branch("to_population", outputs, lambda o: o[0] == "summary")
-    by_population = op.key_on("by_population", to_population.trues, lambda o: o[1])
+    to_population = op.branch("to_population", outputs, lambda o: o[0] in ("summary", "tally"))
+    tallies = op.branch("to_sources", to_population.trues, lambda o: o[0] == "tally")
+    by_population = op.key_on("by_population", tallies.falses, lambda o: o[1])
     valued = op.key_rm("valued", batched("population", by_population, population.step))
     to_models = op.branch("to_models", to_population.falses,
                           lambda o: o[0] in ("example", "impression", "feedback", "exposure", "conversion"))
@@ -166,8 +172,9 @@ def build_flow(
         out: list[Any] = []
         for item in items:
             state, fired = learning.apply(state, item[1], item)
-            if fired:
-                out.append(("alert", _model_drift_alert(state)))
+            for kind in fired:  # "quality", "inputs"
+                if alert := learning.drift_alert(state, kind):
+                    out.append(("alert", alert.to_dict()))
         assert state is not None
         if learning.should_publish(state, settings.model_publish_every):
             out.append(("model", state.model.name, sign(state, secret), state.meta()))
@@ -175,22 +182,40 @@ def build_flow(
 
     by_model = op.key_on("by_model", to_models.trues, lambda o: o[1])
     learned = op.key_rm("learned", batched("learn", by_model, model_step))
-    op.output("redis", op.merge("writes", dead, is_event.falses, to_models.falses, learned, valued),
-              sink)
+    monitored = _source_monitor(op.merge("all_tallies", tallies.trues, dead.trues))
+    op.output("redis", op.merge("writes", dead.falses, is_event.falses, to_models.falses, learned,
+                                valued, monitored), sink)
     return flow
 
 
-def _model_drift_alert(state: learning.ModelState) -> dict[str, Any]:
-    from engine.alerts import Alert
+def _dead_letter(t: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """A bad stream entry goes to the dead-letter stream; both it and the ingest path's
+    dead-letter counts feed the source spike check (engine/sourcedrift.py)."""
+    if t[0] == "counts":
+        return [("tally", sourcedrift.record_tally(t[1]), 0.0), ("progress", t[2], t[3])]
+    tally = {sourcedrift.channel_of_raw(t[1]): [0, 0, 1]}
+    return [("dlq", t[1], t[2], f"partition {t[3]}"), ("progress", t[3], t[4]),
+            ("tally", tally, 0.0)]
 
-    q = state.model.quality()
-    return Alert(
-        type="model_drift", customer_id=None, owner="admin", severity="high",
-        title=f"Model {state.model.name} quality drifted",
-        reasons=[f"ADWIN detected a change in the error rate after {q['examples']} examples",
-                 f"progressive AUC now {q['auc']}"],
-        score=1.0, ts=state.last_ts,
-    ).to_dict()
+
+def _source_monitor(tallies: Any) -> Any:
+    """Per-batch sums of the tallies, then one `SourceMonitor` (a single key) raising
+    `model_drift` alerts on dead-letter or lateness spikes and publishing its state."""
+    def combine(items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        return [("tally", sourcedrift.combine([o[1] for o in items]), max(o[2] for o in items))]
+
+    def step(mon: sourcedrift.SourceMonitor | None, items: list[tuple[Any, ...]],
+             ) -> tuple[Any, list[Any]]:
+        mon = mon or sourcedrift.SourceMonitor()
+        out: list[Any] = []
+        for _, counts, ts in items:
+            out += [("alert", sourcedrift.spike_alert(s, mon.ts).to_dict())
+                    for s in mon.update(counts, ts)]
+        return mon, out + [("source_state", mon.state())]
+
+    summed = op.flat_map_batch("sum_tallies", tallies, combine)
+    by_key = op.key_on("by_sources", summed, lambda _: "sources")
+    return op.key_rm("monitored", batched("sources", by_key, step))
 
 
 def _flow_from_env() -> Dataflow:

@@ -92,6 +92,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                                       "ts": str(time.time())},
                           maxlen=self.dlq_maxlen, approximate=True)
                 pipe.hincrby(store.STATS, "deadlettered", 1)
+            elif kind == "source_state":
+                pipe.set(store.SOURCES, store.encode(item[1]))
             elif kind == "value_params":
                 pipe.set(store.VALUE_PARAMS, store.encode(item[1]))
                 models_changed = True

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from config import Settings, connect
-from engine import store
+from engine import sourcedrift, store
 from engine.events import BadEvent, parse
 from nextbest.engine import Engine, running_redis
 
@@ -36,6 +36,10 @@ def _flush(client: connect.Sync, sha: str, settings: Settings,
                   maxlen=settings.deadletter_maxlen, approximate=True)
     if bad:
         pipe.hincrby(store.STATS, "deadlettered", len(bad))
+        # per-source dead-letter counts for the flow's spike check (engine/sourcedrift.py)
+        rec = sourcedrift.dead_letter_record([sourcedrift.channel_of_raw(raw) for raw, _ in bad])
+        pipe.xadd(store.stream(0), {"e": store.encode(rec)})
+        pipe.incr(store.ingested(0))
     res = pipe.execute()
     return sum(int(x) for x in res[: len(good)])
 

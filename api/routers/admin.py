@@ -48,16 +48,21 @@ async def offer_performance(offer_id: str, st: State, _: Agent) -> ORJSON:
 
 @router.get("/v1/models", summary="Every model: version, examples, online quality, drift")
 async def models(st: State, _: Admin) -> ORJSON:
+    """Quality drift (ADWIN on errors) under `drift`, input drift per feature under
+    `input_drift`, and per-source dead-letter and lateness spikes under `sources`."""
     await st.models.refresh(st.redis)
     out = []
     for name, meta in sorted(st.models.meta.items()):
         kind, _, target = name.partition(":")
+        inputs = meta.get("input_drift") or {}
         out.append({**{k: v for k, v in meta.items() if k != "performance"},
                     "kind": kind, "target": target,
                     "drift": {"detected": meta.get("drifts", 0) > 0,
                               "count": meta.get("drifts", 0),
-                              "last_at_example": meta.get("last_drift_at")}})
-    return ORJSON({"models": out})
+                              "last_at_example": meta.get("last_drift_at"),
+                              "inputs": inputs.get("state", "warming")}})
+    sources = store.decode(await st.redis.get(store.SOURCES)) or {}
+    return ORJSON({"models": out, "sources": sources})
 
 
 async def pending(st: Any) -> int:
