@@ -85,18 +85,23 @@ class Shift:
         return d
 
 
+# Features that measure time since something move with the clock (a young system's customers
+# all age): they drift by construction, so they are not tracked.
+CLOCKED = ("days_since_", "tenure_")
+
+
 class InputDrift:
     """Per-feature distribution shift of a model's inputs against a reference window."""
 
     def __init__(self, reference: int = 300, window: int = 200, chunk: int = 100,
                  bins: int = 8, max_features: int = 48, alpha: float = 1e-3,
-                 min_statistic: float = 0.1) -> None:
+                 min_statistic: float = 0.1, ignore: tuple[str, ...] = CLOCKED) -> None:
         if reference % chunk or window % chunk:
             raise ValueError(f"reference {reference} and window {window} must be multiples "
                              f"of chunk {chunk}")
         self.reference, self.window, self.chunk = reference, window, chunk
         self.bins, self.max_features = bins, max_features
-        self.alpha, self.min_statistic = alpha, min_statistic
+        self.alpha, self.min_statistic, self.ignore = alpha, min_statistic, ignore
         self.seen = 0
         self.drifts = 0
         self.status = "warming"
@@ -139,7 +144,7 @@ class InputDrift:
 
     def _choose(self, buf: list[Vector]) -> None:
         """Track the features most often present (varying ones first); bins from quantiles."""
-        present = Counter(k for x in buf for k in x)
+        present = Counter(k for x in buf for k in x if not k.startswith(self.ignore))
         candidates = sorted(present)
         m = self._matrix(buf, candidates)
         spread = m.std(0) > 0

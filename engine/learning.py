@@ -114,7 +114,7 @@ def drift_alert(state: ModelState, kind: str) -> Alert | None:
         reasons.append(f"against the {m.inputs.reference} examples before; reference rebuilt")
         title = f"Model {m.name} inputs shifted: {', '.join(s.name for s in shifts[:3])}"
         data: dict[str, Any] = {"signal": "inputs", "features": [s.to_dict() for s in shifts]}
-        score = max(s.statistic for s in shifts)
+        score, severity = max(s.statistic for s in shifts), "medium"  # a warning: quality holds
     else:
         last = state.drift_alerted_at
         if last is not None and m.examples - last < QUALITY_COOLDOWN:
@@ -124,8 +124,8 @@ def drift_alert(state: ModelState, kind: str) -> Alert | None:
         reasons = [f"ADWIN detected a rise in the error rate after {q['examples']} examples",
                    f"progressive AUC now {q['auc']}"]
         title = f"Model {m.name} quality drifted"
-        data, score = {"signal": "quality", "examples": q["examples"]}, 1.0
-    return Alert(type="model_drift", customer_id=None, owner="admin", severity="high",
+        data, score, severity = {"signal": "quality", "examples": q["examples"]}, 1.0, "high"
+    return Alert(type="model_drift", customer_id=None, owner="admin", severity=severity,
                  title=title, reasons=reasons, score=round(score, 4), ts=state.last_ts,
                  data={"model": m.name, **data})
 
