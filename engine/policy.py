@@ -81,7 +81,8 @@ class Policy:
         if not lead or now - float(lead[1]) > self.consistency_minutes * 60.0:
             return None
         offer, ts = str(lead[0]), float(lead[1])
-        responded = max(state.get("rej", {}).get(offer, -1.0), state.get("acc", {}).get(offer, -1.0))
+        answers = (state.get("rej", {}).get(offer, -1.0), state.get("acc", {}).get(offer, -1.0))
+        responded = max(answers)
         return None if responded >= ts else offer  # the customer answered: a material change
 
     @classmethod

@@ -99,7 +99,8 @@ def test_consent_gate_leaves_only_service_and_retention(tmp_path: Path) -> None:
         assert all(d.rejected[o] == "no marketing consent"
                    for o in ("adults", "cards_page", "big_spender", "january", "phone_only"))
     p = Profile("c1", {"total_spend": 500.0}, {"age": 40}, {}, {"marketing": True}, True)
-    d = decide(cat, {}, p, Request("call_center", {"page": "cards"}, limit=10), {}, T0, rng, 0.1, 0.0)
+    d = decide(cat, {}, p, Request("call_center", {"page": "cards"}, limit=10), {}, T0, rng,
+               0.1, 0.0)
     assert len(d.ranked) == 7
 
 
@@ -220,7 +221,8 @@ def test_consent_and_consistency_through_the_api(api, flow, settings) -> None:
         assert any("consistency" in r for r in agent["offers"][0]["reasons"])
     # something material: the customer turns the offer down; the next answer moves on
     cid = "cs-material"
-    d = api.post("/v1/decisions", json={"customer_id": cid, "channel": "web", "offers": wanted}).json()
+    d = api.post("/v1/decisions", json={"customer_id": cid, "channel": "web",
+                                        "offers": wanted}).json()
     lead = d["offers"][0]["offer_id"]
     api.post(f"/v1/decisions/{d['decision_id']}/feedback", json={"offer_id": lead,
                                                                 "outcome": "rejected"})
@@ -256,7 +258,8 @@ def test_agent_desktop_puts_retention_first_when_churn_risk_is_high(api, flow, s
     events = []
     for i in range(60):  # a churn model: complaining customers churn
         cid, churns = f"ch{i}", i % 3 == 0
-        events += [ev(f"{cid}-call", "call", T0 + i, cid, reason="complaint" if churns else "billing",
+        events += [ev(f"{cid}-call", "call", T0 + i, cid,
+                      reason="complaint" if churns else "billing",
                       sentiment=round(rng.uniform(-1, -0.5) if churns else rng.uniform(0.2, 1), 2),
                       outcome="unresolved" if churns else "resolved"),
                    ev(f"{cid}-out", "outcome", T0 + 100 + i, cid, name="churned", value=churns)]
@@ -281,3 +284,13 @@ def test_agent_desktop_puts_retention_first_when_churn_risk_is_high(api, flow, s
     assert s["churn_risk"] == pytest.approx(risk, abs=0.05) and s["owner"] == "rep2"
     assert {"tier", "clv", "open_alerts", "last_interactions"} <= set(s)
     assert s["last_interactions"][0]["type"] == "call"
+
+
+def test_outcome_models_learn_with_the_outcome_learner() -> None:
+    example = ("example", "", {"calls": 1.0}, True, T0, {})
+    outcome, _ = apply(None, "outcome:churned", example)
+    offer, _ = apply(None, "offer:o", example)
+    optimizer = [type(s.model.pipeline.steps["LogisticRegression"].optimizer).__name__
+                 for s in (outcome, offer)]
+    assert optimizer == ["AdaGrad", "SGD"]  # as chosen by bench learners / bench public
+    assert outcome.model.examples == 1 and 0.0 < outcome.model.predict_one({"calls": 1.0}) < 1.0

@@ -59,9 +59,10 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     catalog = st.catalog.catalog
     blocked = st.policy.policy.blocked(contact_state, [(o.id, o.kind) for o in catalog.offers],
                                        body.channel, now)
+    lead = st.policy.policy.lead(contact_state, now)  # consistency across channels
     d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
                st.settings.control_share, blocked=blocked, exploration=st.settings.exploration,
-               lead=(lead := st.policy.policy.lead(contact_state, now)))
+               lead=lead)
     did = secrets.token_urlsafe(12)
     record = {
         "type": "decision", "_internal": True, "event_id": "d:" + did, "decision_id": did,
