@@ -82,3 +82,25 @@ def churn_alert(
                  f"customer value {value:.2f}"],
         score=round(churn, 4), ts=ts, severity=severity_for(churn, value),
     )
+
+
+def alive_alert(customer_id: str, owner: str | None, p_alive: float, threshold: float,
+                silence_days: float, value: float, ts: float) -> Alert | None:
+    """Raised when the probability that a repeat buyer is still active falls under `threshold`
+    (BG/NBD over the population): a churn signal that needs no churn labels.
+
+    >>> [alive_alert("c1", "rep", 0.2, 0.3, 60.0, v, 0.0).severity for v in (2500.0, 20.0)]
+    ['critical', 'medium']
+    """
+    if p_alive >= threshold:
+        return None
+    score = round(1.0 - p_alive, 4)
+    return Alert(
+        type="churn_risk", customer_id=customer_id, owner=owner,
+        title=f"Customer {customer_id} may have stopped buying (p_alive {p_alive:.0%})",
+        reasons=[(f"probability of still being an active customer fell to {p_alive:.2f} "
+                  f"(threshold {threshold:.2f}) after {silence_days:.0f} days without a purchase"),
+                 f"lifetime spend {value:.2f}"],
+        score=score, ts=ts, severity=severity_for(score, value),
+        data={"signal": "p_alive", "p_alive": round(p_alive, 4)},
+    )

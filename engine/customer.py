@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from engine import drift, uplift, value
-from engine.alerts import Cooldown, churn_alert
+from engine.alerts import Cooldown, alive_alert, churn_alert
 from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
 from engine.opportunity import AlertRules
@@ -33,6 +33,7 @@ class Context:
     churn_threshold: float = 0.6
     alert_cooldown_s: float = 7 * DAY
     lateness: float = 3600.0  # settings.lateness_s: how late an event may be and count as on time
+    value_params: Callable[[], dict[str, Any] | None] = lambda: None  # population fit (value.py)
 
 
 @dataclass
@@ -55,6 +56,8 @@ class Customer:
     scores: dict[str, Any] = field(default_factory=lambda: {"outcomes": {}})
     exposures: dict[str, tuple[float, bool, str]] = field(default_factory=dict)
     watch_at: float | None = None
+    alive_at: float | None = None  # event time when silence takes p_alive under its threshold
+    alive_alerted: float | None = None  # last purchase time of the history already alerted on
 
 
 def scores(c: Customer, models: dict[str, OnlineModel], x: dict[str, float]) -> dict[str, Any]:
@@ -188,7 +191,11 @@ def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True,
             c.scores = scores(c, models, vectorize(features, st.attributes))
             out += _alerts(c, c.scores, st.last_ts, ctx, models)
     out += _behaviour_alerts(c, features, ctx, rescore)
-    deadline = drift.watch_deadline(st.purchase_days)
+    alive_at = _alive(c, ctx, out) if rescore else getattr(c, "alive_at", None)
+    c.alive_at = alive_at
+    due = [d for d in (drift.watch_deadline(st.purchase_days), alive_at)
+           if d is not None and d > st.last_ts]  # a passed deadline has had its tick
+    deadline = min(due) if due else None
     if deadline != c.watch_at:  # when this customer's silence would become abnormal
         c.watch_at = deadline
         out.append(("watch", st.customer_id, deadline))
@@ -233,6 +240,33 @@ def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,
     if alert and c.cooldown.allow("churn_risk", ts, cooldown):
         return [("alert", alert.to_dict())]
     return []
+
+
+def _alive(c: Customer, ctx: Context, out: list[Output]) -> float | None:
+    """The p_alive churn signal (rules/alerts.yaml `p_alive`, for customers who spent at least
+    `p_alive_min_spend`): alert once per purchase history when it falls under the threshold,
+    else return the event time at which silence would take it there (a watch tick)."""
+    st, limits = c.state, ctx.alert_rules().thresholds
+    bg = (ctx.value_params() or {}).get("bgnbd")
+    threshold = float(limits.get("p_alive") or 0.0)
+    v = value.summary(st.purchase_days, st.purchase_total, st.purchase_count, st.last_ts)
+    if not bg or not threshold or not v or v["x"] < 1 \
+            or st.purchase_total < float(limits.get("p_alive_min_spend", 0.0)):
+        return None
+    if getattr(c, "alive_alerted", None) == v["tl"]:
+        return None  # already raised for this purchase history; a new purchase re-arms it
+    t_x = (v["tl"] - v["t0"]) / DAY
+    p = value.p_alive(bg, v["x"], t_x, (st.last_ts - v["t0"]) / DAY)
+    alert = alive_alert(st.customer_id, st.owner, p, threshold, (st.last_ts - v["tl"]) / DAY,
+                        st.purchase_total, st.last_ts)
+    if alert is None:
+        age = value.alive_until(bg, v["x"], t_x, threshold)
+        return None if age is None else v["t0"] + age * DAY + 1.0
+    c.alive_alerted = v["tl"]
+    cooldown = float(limits.get("cooldown_days", 7.0)) * DAY
+    if c.cooldown.allow("churn_risk:p_alive", st.last_ts, cooldown):
+        out.append(("alert", alert.to_dict()))
+    return None
 
 
 def snapshot(c: Customer, features: dict[str, float], sc: dict[str, Any]) -> dict[str, Any]:

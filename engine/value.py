@@ -79,6 +79,25 @@ def p_alive(params: dict[str, float], x: float, t_x: float, T: float) -> float:
     return 1.0 / (1.0 + (a / (b + x - 1)) * ratio)
 
 
+def alive_until(params: dict[str, float], x: float, t_x: float, threshold: float) -> float | None:
+    """Age T (days since the first purchase) at which `p_alive` falls to `threshold` if no
+    purchase comes: p_alive falls as silence grows, so silence itself can raise the alert.
+    None when it never does (no repeat purchase yet: BG/NBD holds such a customer alive).
+
+    >>> bg = {"r": 0.24, "alpha": 4.41, "a": 0.79, "b": 2.43}
+    >>> T = alive_until(bg, 5, 100.0, 0.3)
+    >>> round(p_alive(bg, 5, 100.0, T), 6), T > 100
+    (0.3, True)
+    """
+    if x <= 0 or not 0 < threshold < 1:
+        return None
+    r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]
+    k = (1.0 / threshold - 1.0) * (b + x - 1) / a
+    if k <= 1.0:
+        return t_x  # already below at the last purchase
+    return (alpha + t_x) * math.exp(math.log(k) / (r + x)) - alpha
+
+
 def expected_purchases(params: dict[str, float], t: float, x: float, t_x: float, T: float) -> float:
     """Expected purchases in the next `t` days given the customer's history."""
     r, alpha, a, b = params["r"], params["alpha"], params["a"], params["b"]

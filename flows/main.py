@@ -24,7 +24,7 @@ from engine import learning, population, sourcedrift
 from engine.catalog import Catalog
 from engine.customer import Context, Customer, process_batch
 from engine.events import BadEvent, parse
-from engine.identity import resolve
+from engine.identity import Anonymous, resolve
 from engine.models import sign
 from engine.opportunity import AlertRules
 from engine.rules import RuleError
@@ -126,7 +126,8 @@ def build_flow(
     secret = settings.secret()
     cache = ModelCache(url, secret)
     window, category = _catalog_lookups(settings)
-    ctx = Context(models=cache.get, reward_window=window, category=category,
+    ctx = Context(models=cache.get, value_params=cache.value_params, reward_window=window,
+                  category=category,
                   alert_rules=_alert_rules(settings),
                   churn_threshold=settings.churn_threshold, lateness=settings.lateness_s)
     source = source or RedisStreamSource(str(url), settings.partitions, settings.flow_batch)

@@ -163,3 +163,43 @@ def test_churn_alert_on_crossing_only_and_severity_weighs_value() -> None:
     assert SEVERITIES.index(top.severity) > SEVERITIES.index(once.severity)
     assert (top.severity, once.severity) == ("high", "low")
     assert severity_for(0.95, 5000.0) == "critical" and severity_for(0.95, 0.0) == "medium"
+
+
+# a BG/NBD fit of the CDNOW population (lifetimes' documented example): real-world parameters
+CDNOW_BG = {"bgnbd": {"r": 0.243, "alpha": 4.414, "a": 0.793, "b": 2.426}}
+
+
+def p_alive_alerts(alerts: list[dict]) -> list[dict]:
+    return [a for a in alerts if a["type"] == "churn_risk" and a["data"].get("signal") == "p_alive"]
+
+
+def test_p_alive_alert_raised_by_silence_at_the_predicted_time_and_once():
+    from engine import value
+
+    ctx = Context(alert_rules=lambda: RULES, value_params=lambda: CDNOW_BG)
+    threshold = RULES.thresholds["p_alive"]
+    days = [0, 9, 20, 31, 40]  # five purchase days, 40 per visit: spend 200 >= p_alive_min_spend
+    events = [buy("fading", T0 + d * DAY, i, amount=40.0) for i, d in enumerate(days)]
+    events += [buy("small", T0 + d * DAY, i, amount=10.0) for i, d in enumerate(days)]
+    expected = value.alive_until(CDNOW_BG["bgnbd"], len(days) - 1, float(days[-1]), threshold)
+    assert expected is not None and expected > days[-1]
+    before = live(events, T0 + (expected - 1) * DAY, ctx)
+    assert p_alive_alerts(before) == []  # a day before p_alive reaches the threshold: nothing
+    alerts = p_alive_alerts(live(events, T0 + 400 * DAY, ctx))
+    assert [a["customer_id"] for a in alerts] == ["fading"]  # once; the 50-unit buyer never
+    a = alerts[0]
+    delay = a["ts"] / DAY - (T0 / DAY + expected)
+    assert 0 <= delay <= 1.0 / 24 + 1e-6  # the hourly sweep after the predicted moment
+    assert a["owner"] is None and a["score"] >= 1 - threshold and "without a purchase" in a["reasons"][0]
+    assert a["data"]["p_alive"] <= threshold  # (rounded to 4 places)
+
+
+def test_p_alive_alert_rearmed_by_a_new_purchase_and_absent_without_a_population_fit():
+    ctx = Context(alert_rules=lambda: RULES, value_params=lambda: CDNOW_BG)
+    days = [0, 9, 20, 31, 40]
+    events = [buy("back", T0 + d * DAY, i, amount=40.0) for i, d in enumerate(days)]
+    events.append(buy("back", T0 + 300 * DAY, 99, amount=40.0))  # returns after an alert ...
+    alerts = p_alive_alerts(live(events, T0 + 900 * DAY, ctx))
+    assert len(alerts) == 2 and alerts[0]["ts"] < T0 + 300 * DAY < alerts[1]["ts"]  # ... and fades
+    no_fit = Context(alert_rules=lambda: RULES)  # before the population is fitted: no signal
+    assert p_alive_alerts(live(events, T0 + 900 * DAY, no_fit)) == []
