@@ -20,8 +20,8 @@ Writes bench/results/learners.json.
 
 What it showed (2 cores, shared): the simulator's churn signal is easy (a complaint just before
 the label) and every linear learner reaches progressive AUC ~0.995-0.998 on it; the Hoeffding
-tree is worse (0.89-0.92), the forests no better, at 0.1-1.8 MB (ARF) and 13 MB (AMF) pickled
-against ~8 KB and 5-15x the scoring time. On CDNOW, AdaGrad logistic regression (test AUC
+tree is worse (0.89-0.92), the forests no better, pickled at 1-2 MB (ARF) and 13 MB (AMF)
+here and 20 MB / 130 MB on CDNOW, against 5-9 KB, at 5-15x the scoring time. On CDNOW, AdaGrad logistic regression (test AUC
 0.776, log loss 0.489) beat the SGD one (0.761, 0.540) and matched batch logistic regression
 (0.777), at the same size and scoring cost; so outcome models use it
 (`engine.models.outcome_pipeline`); on the simulator it was level on AUC, slightly higher on log
