@@ -9,6 +9,8 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
 
 from api import console, errors, metrics
 from api.auth import KeyRing
@@ -45,6 +47,48 @@ class Timing:
             route = scope.get("route")
             path = getattr(route, "path", "unmatched")
             metrics.REQUESTS.labels(path, str(status[0])).observe(time.perf_counter() - start)
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a body over `limit` bytes gets 413 in the error format on every
+    route: before it is read when its length is declared, as soon as it passes the limit when it
+    is chunked (Starlette's own limiter answers in plain text, and the decision fallback reads
+    bodies outside FastAPI's error handlers)."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = ORJSON(errors.body("too_large", f"request body over {self.limit} bytes"),
+                           status_code=413)
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.limit:
+            await too_large(scope, receive, send)
+            return
+        seen, started = 0, False
+
+        async def limited() -> Any:
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.limit:
+                raise HTTPException(413, f"request body over {self.limit} bytes")
+            return msg
+
+        async def watched(msg: Any) -> None:
+            nonlocal started
+            started = started or msg["type"] == "http.response.start"
+            await send(msg)
+
+        try:
+            await self.app(scope, limited, watched)
+        except HTTPException as exc:  # raised where FastAPI's handlers do not reach
+            if started or exc.status_code != 413:
+                raise
+            await too_large(scope, receive, send)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -92,6 +136,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     app.include_router(console.router)  # the web console, matched after every API route
     app.add_middleware(Fallback, owner=app)
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Timing)
     return app
 

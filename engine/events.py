@@ -34,6 +34,8 @@ Scalar = Union[str, int, float, bool, None]
 ShortStr = Annotated[str, Field(min_length=1, max_length=256)]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 MIN_TS, MAX_TS = 0.0, 4102444800.0  # 1970 .. 2100
+MAX_DEPTH = 32  # JSON nesting: events need a few levels; orjson cannot write past 254
+MAX_EXTRA = 4096  # bytes of JSON per unknown field kept as context (as `str_max_length`)
 
 
 class BadEvent(ValueError):
@@ -80,6 +82,16 @@ class _Base(BaseModel):
     def _needs_customer(self) -> _Base:
         if self.customer_id is None and getattr(self, "type", None) != "click":
             raise ValueError("customer_id is required")
+        return self
+
+    @model_validator(mode="after")
+    def _bounded_context(self) -> _Base:
+        """Unknown fields are kept, within bounds: they land in streams millions of events long."""
+        for key, value in (self.model_extra or {}).items():
+            if len(key) > 64:
+                raise ValueError(f"field name {key[:40]!r}... is longer than 64 characters")
+            if len(orjson.dumps(value)) > MAX_EXTRA:
+                raise ValueError(f"{key}: over {MAX_EXTRA} bytes as JSON")
         return self
 
 
@@ -178,13 +190,31 @@ def _reason(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def depth(obj: Any, limit: int = MAX_DEPTH) -> int:
+    """How deeply `obj` nests lists and objects, counting up to `limit + 1` at most.
+
+    >>> depth({"a": [1, {"b": []}]}), depth([[[[]]]], limit=2)
+    (4, 3)
+    """
+    deepest, stack = 0, [(obj, 1)]
+    while stack and deepest <= limit:
+        value, level = stack.pop()
+        if isinstance(value, (dict, list)):
+            deepest = max(deepest, level)
+            stack += [(v, level + 1) for v in (value.values() if isinstance(value, dict) else value)]
+    return deepest
+
+
 def validate(obj: Any) -> Event:
     """Validate a decoded JSON object; return it normalised (`ts` in Unix seconds)."""
     if not isinstance(obj, dict):
         raise BadEvent(f"an event must be a JSON object, got {type(obj).__name__}")
+    if depth(obj) > MAX_DEPTH:
+        key = next(k for k, v in obj.items() if depth(v) >= MAX_DEPTH)
+        raise BadEvent(f"{str(key)[:40]}: nests lists and objects deeper than {MAX_DEPTH} levels")
     kind = obj.get("type")
     if kind not in TYPES:
-        raise BadEvent(f"type: {kind!r} is not one of {', '.join(TYPES)}")
+        raise BadEvent(f"type: {repr(kind)[:80]} is not one of {', '.join(TYPES)}")
     try:
         model = _adapter.validate_python(obj)
     except ValidationError as exc:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import secrets
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 
 from api import ingest, metrics, profiles
 from api.deps import Decide, State
@@ -28,6 +29,17 @@ class DecisionIn(BaseModel):
     context: dict[str, Any] = Field(default_factory=dict, max_length=50)
     limit: Annotated[int, Field(ge=1, le=50)] = 1
     offers: Annotated[list[Id], Field(max_length=500)] | None = None
+
+    @field_validator("context")
+    @classmethod
+    def _encodable(cls, context: dict[str, Any]) -> dict[str, Any]:
+        """The context is vectorised and logged as JSON: lone surrogates or nesting orjson cannot
+        write would fail there, as a 500."""
+        try:
+            orjson.dumps(context)
+        except orjson.JSONEncodeError as exc:
+            raise ValueError(f"not writable as JSON: {exc}") from None
+        return context
 
     @model_validator(mode="after")
     def _someone(self) -> DecisionIn:

@@ -16,7 +16,8 @@ from engine.events import BadEvent, validate
 router = APIRouter(tags=["events"])
 
 
-async def read_json(request: Request, limit: int) -> Any:
+async def read_json(request: Request, limit: int) -> tuple[bytes, Any]:
+    """The body as sent and as decoded JSON."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"body over {limit} bytes")
@@ -26,14 +27,23 @@ async def read_json(request: Request, limit: int) -> Any:
         if len(raw) > limit:
             raise ApiError(413, "too_large", f"body over {limit} bytes")
     try:
-        return orjson.loads(bytes(raw))
+        return bytes(raw), orjson.loads(bytes(raw))
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
 
 
+def _raw(obj: Any, body: bytes) -> bytes:
+    """The rejected event as JSON for the dead-letter stream; the whole body as sent when the
+    event nests too deeply for orjson to write it again."""
+    try:
+        return orjson.dumps(obj)
+    except orjson.JSONEncodeError:
+        return body
+
+
 @router.post("/v1/events", status_code=202, summary="Ingest one event or a list of events")
 async def post_events(request: Request, st: State, _: Ingest) -> ORJSON:
-    body = await read_json(request, st.settings.max_body_bytes)
+    raw, body = await read_json(request, st.settings.max_body_bytes)
     items = body if isinstance(body, list) else [body]
     if len(items) > st.settings.max_batch:
         raise ApiError(413, "batch_too_large",
@@ -44,7 +54,7 @@ async def post_events(request: Request, st: State, _: Ingest) -> ORJSON:
             good.append(validate(obj))
         except BadEvent as exc:
             rejected.append({"index": i, "error": str(exc)})
-            dead.append((orjson.dumps(obj), str(exc)))
+            dead.append((_raw(obj, raw), str(exc)))
     added = await ingest.append(st, good, consent=True) if good else []
     await ingest.dead_letter(st.redis, st.settings.deadletter_maxlen, dead, "api")
     metrics.EVENTS.labels("accepted").inc(len(good))

@@ -1,0 +1,135 @@
+"""Hostile input at the default limits: every write route answers a 4xx with a message (never a
+5xx), bad events go to the dead-letter stream with a reason while their good neighbours are
+accepted, and what is kept stays bounded."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import redis
+from fastapi.testclient import TestClient
+
+from config import Settings
+from engine import store
+from engine.events import MAX_DEPTH
+from tests.conftest import ev
+
+WRITES = ["/v1/events", "/v1/decisions", "/v1/decisions/d1/feedback"]
+MB = 1 << 20
+
+
+def post(api: TestClient, path: str, body: bytes | Iterator[bytes]) -> object:
+    return api.post(path, content=body, headers={"Content-Type": "application/json"})
+
+
+def dead_letters(r: redis.Redis) -> list[dict[bytes, bytes]]:
+    return [fields for _, fields in r.xrange(store.DLQ)]
+
+
+def appended(r: redis.Redis, partitions: int = 2) -> list[str]:
+    """Ids of the events appended to the partition streams (internal records left out)."""
+    records = [store.decode(f[b"e"]) for p in range(partitions)
+               for _, f in r.xrange(store.stream(p))]
+    return [rec["event_id"] for rec in records if not rec.get("_internal")]
+
+
+@pytest.mark.parametrize("path", WRITES)
+def test_a_body_over_the_limit_gets_413_on_every_write_route(api: TestClient, settings: Settings,
+                                                             path: str) -> None:
+    body = b'{"customer_id": "' + b"x" * settings.max_body_bytes + b'"}'
+    res = post(api, path, body)  # declared length over the limit: refused before reading
+    assert res.status_code == 413, res.text[:200]
+    err = res.json()["error"]
+    assert err["code"] == "too_large" and str(settings.max_body_bytes) in err["message"]
+    chunks = (b"x" * 65536 for _ in range(settings.max_body_bytes // 65536 + 2))
+    res = post(api, path, chunks)  # no declared length (chunked): counted while read
+    assert res.status_code == 413 and res.json()["error"]["code"] == "too_large", res.text[:200]
+
+
+def test_more_than_1000_events_in_one_call_gets_413(api: TestClient, r: redis.Redis) -> None:
+    batch = [ev(f"b{i}", "click", 1_767_225_600.0 + i, f"cust{i % 7}") for i in range(1001)]
+    res = api.post("/v1/events", json=batch)
+    assert res.status_code == 413 and "at most 1000" in res.json()["error"]["message"]
+    assert api.post("/v1/events", json=batch[:1000]).json()["accepted"] == 1000
+
+
+def test_deep_json_is_a_4xx_or_a_dead_letter_never_a_5xx(api: TestClient, r: redis.Redis) -> None:
+    def nested(n: int) -> bytes:
+        return b"[" * n + b"]" * n
+
+    head = b'{"event_id": "deep1", "type": "click", "ts": 1, "customer_id": "c1", "ctx": '
+    # parses (orjson reads 1024 levels) but cannot be written back (254): was a 500
+    for levels in (MAX_DEPTH + 1, 300, 1000):
+        res = post(api, "/v1/events", head + nested(levels) + b"}")
+        assert res.status_code == 202, (levels, res.text[:200])
+        assert res.json()["rejected"][0]["error"].startswith("ctx: nests"), res.text[:200]
+    rows = dead_letters(r)
+    assert len(rows) == 3 and all(b"deeper than" in row[b"reason"] for row in rows)
+    assert all(row[b"raw"].startswith(b'{"event_id":') or row[b"raw"].startswith(head)
+               for row in rows)
+    assert post(api, "/v1/events", head + nested(5000) + b"}").status_code == 400
+    for path in WRITES[1:]:
+        res = post(api, path, b'{"customer_id": "c1", "context": {"a": ' + nested(5000) + b"}}")
+        assert 400 <= res.status_code < 500 and res.json()["error"]["message"], res.text[:200]
+    ok = post(api, "/v1/events", head + nested(MAX_DEPTH - 2) + b"}")
+    assert ok.json()["accepted"] == 1  # nesting within the bound is context, kept
+
+
+@pytest.mark.parametrize("field, value", [
+    ("event_id", "e" * MB), ("page", "p" * MB), ("type", "t" * MB), ("customer_id", "c" * MB),
+    ("ts", "1" * MB), ("note", "n" * MB), ("n" * MB, 1), ("attributes", {"a": "v" * MB}),
+])
+def test_a_megabyte_string_is_a_dead_letter_with_its_reason(api: TestClient, r: redis.Redis,
+                                                            field: str, value: object) -> None:
+    good = ev("fine", "click", 1_767_225_600.0, "c1")
+    bad = {**ev("huge", "click", 1_767_225_600.0, "c1"), field: value}
+    if field == "attributes":
+        bad["type"] = "profile"
+    res = api.post("/v1/events", json=[good, bad])
+    assert res.status_code == 202, res.text[:300]
+    body = res.json()
+    assert body["accepted"] == 1 and [x["index"] for x in body["rejected"]] == [1]
+    reason = body["rejected"][0]["error"]
+    assert len(reason) < 1000 and field[:40] in reason, reason[:300]
+    (row,) = dead_letters(r)
+    assert row[b"reason"].decode() == reason and row[b"source"] == b"api"
+    assert len(row[b"raw"]) <= 65536  # the raw text is kept, cut to a bounded length
+    assert appended(r) == ["fine"]  # only the good one
+
+
+def test_a_megabyte_string_outside_events_is_a_4xx(api: TestClient) -> None:
+    res = api.post("/v1/decisions", json={"customer_id": "c" * MB})
+    assert res.status_code == 422 and "customer_id" in res.json()["error"]["message"]
+    res = api.post("/v1/decisions", json={"customer_id": "c1", "context": {"page": "p" * MB}})
+    assert res.status_code < 500
+    res = api.post("/v1/decisions/d1/feedback", json={"offer_id": "o" * MB, "outcome": "accepted"})
+    assert res.status_code == 422 and "offer_id" in res.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("bad", [
+    b"\xff\xfe",          # not UTF-8 at all
+    b"\xc3\x28",          # a broken sequence
+    b"\xc0\xaf",          # an overlong encoding
+    b"\xed\xa0\x80",      # an encoded surrogate
+    b"\\ud800",           # a lone surrogate escape
+])
+def test_invalid_utf8_gets_a_4xx_on_every_write_route(api: TestClient, r: redis.Redis,
+                                                      bad: bytes) -> None:
+    bodies = {"/v1/events": b'{"event_id": "' + bad + b'", "type": "click", "ts": 1, '
+                            b'"customer_id": "c1"}',
+              "/v1/decisions": b'{"customer_id": "' + bad + b'"}',
+              "/v1/decisions/d1/feedback": b'{"offer_id": "' + bad + b'", "outcome": "accepted"}'}
+    for path, body in bodies.items():
+        for sent in (body, bad + body):  # inside a string, and before the JSON
+            res = post(api, path, sent)
+            assert 400 <= res.status_code < 500, (path, sent, res.status_code, res.text[:200])
+            assert res.json()["error"]["message"]
+    assert appended(r) == []
+
+
+def test_a_lone_surrogate_in_a_decision_context_is_a_422(api: TestClient) -> None:
+    # the stdlib JSON FastAPI uses accepts "\ud800"; vectorising and logging it was a 500
+    for context in (b'{"\\ud800": 1}', b'{"page": "\\udfff"}', b'{"a": ["\\ud800"]}'):
+        res = post(api, "/v1/decisions", b'{"customer_id": "c1", "context": ' + context + b"}")
+        assert res.status_code == 422 and "context" in res.json()["error"]["message"], res.text
