@@ -19,6 +19,7 @@ from engine.learning import ModelState
 from engine.models import OnlineModel, UntrustedModel, load
 from engine.policy import Policy
 from engine.rules import RuleError
+from engine.scoring import LinearScorer
 
 log = logging.getLogger("nextbest.api")
 
@@ -80,6 +81,7 @@ class ModelRegistry:
         self.outcomes: dict[str, OnlineModel] = {}
         self.loaded = False
         self.value_params: dict[str, Any] | None = None
+        self.offer_scorer = LinearScorer({})
 
     async def refresh(self, r: aioredis.Redis) -> None:
         self.value_params = store.decode(await r.get(store.VALUE_PARAMS)) or self.value_params
@@ -100,8 +102,11 @@ class ModelRegistry:
                     log.error("model %s has a bad signature; not loaded", name)
         for name in changed:
             self.meta[name] = metas[name]
-        self.offers = {n.removeprefix("offer:"): s.model for n, s in self.states.items()
-                       if n.startswith("offer:")}
+        offers = {n.removeprefix("offer:"): s.model for n, s in self.states.items()
+                  if n.startswith("offer:")}
+        if stale or not self.loaded:
+            self.offer_scorer = LinearScorer(offers)  # before the swap: both change together
+        self.offers = offers
         self.outcomes = {n.removeprefix("outcome:"): s.model for n, s in self.states.items()
                          if n.startswith("outcome:")}
         self.loaded = True

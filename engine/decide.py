@@ -16,6 +16,7 @@ from typing import Any
 
 from engine.catalog import Catalog, Offer
 from engine.models import OnlineModel
+from engine.scoring import LinearScorer
 from engine.types import Vector
 
 
@@ -110,8 +111,10 @@ def candidates(
 PRIOR_WEIGHT = 8.0  # examples' worth of belief in the catalog's prior
 
 
-def propensity(offer: Offer, model: OnlineModel | None, x: Vector) -> float:
-    """The model's P(accept), shrunk towards the offer's prior while it has few examples.
+def propensity(offer: Offer, model: OnlineModel | None, x: Vector,
+               predicted: float | None = None) -> float:
+    """The model's P(accept) (`predicted` when already computed for `x`), shrunk towards the
+    offer's prior while it has few examples.
 
     >>> propensity(Offer(id="o", prior=0.1), None, {})
     0.1
@@ -119,12 +122,14 @@ def propensity(offer: Offer, model: OnlineModel | None, x: Vector) -> float:
     if model is None or model.examples == 0:
         return offer.prior
     n = float(model.examples)
-    return (n * model.predict_one(x) + PRIOR_WEIGHT * offer.prior) / (n + PRIOR_WEIGHT)
+    p = model.predict_one(x) if predicted is None else predicted
+    return (n * p + PRIOR_WEIGHT * offer.prior) / (n + PRIOR_WEIGHT)
 
 
-def score(offer: Offer, model: OnlineModel | None, x: Vector) -> Scored:
+def score(offer: Offer, model: OnlineModel | None, x: Vector,
+          predicted: float | None = None) -> Scored:
     learned = model is not None and model.examples > 0
-    p = propensity(offer, model, x)
+    p = propensity(offer, model, x, predicted)
     value = offer.value or 1.0
     s = p * value * offer.lever
     reasons = [
@@ -139,11 +144,14 @@ def decide(
     catalog: Catalog, models: dict[str, OnlineModel], profile: Profile, request: Request,
     x: Vector, now: float, rng: random.Random, epsilon: float, control_share: float,
     blocked: dict[str, str] | None = None, exploration: str = "thompson",
-    lead: str | None = None,
+    lead: str | None = None, scorer: LinearScorer | None = None,
 ) -> Decision:
+    """`scorer` (built from `models`) scores every offer model in one go (engine/scoring.py)."""
     offers, rejected = candidates(catalog, profile, request, now, blocked)
     held = [o.id for o in offers if o.marketing and in_control(profile.customer_id, o, control_share)]
-    scored = [score(o, models.get(o.id), x) for o in offers if o.id not in held]
+    predicted = scorer.predict(x) if scorer is not None and offers else {}
+    scored = [score(o, models.get(o.id), x, predicted.get(o.id)) for o in offers
+              if o.id not in held]
     scored.sort(key=lambda s: -s.score)
     if not scored:
         return Decision([], False, 1.0, held, rejected, x)

@@ -23,8 +23,9 @@ def live_scores(st: Any, doc: dict[str, Any], features: dict[str, Any],
     """Stored scores, with model scores recomputed from the API's current models."""
     x = vectorize(features, doc.get("a", {}))
     scores = dict(doc.get("s", {}))
-    scores["offers"] = {oid: round(m.predict_one(x), 4) for oid, m in st.models.offers.items()
-                        if m.examples}
+    predicted = st.models.offer_scorer.predict(x)
+    scores["offers"] = {oid: round(predicted[oid], 4) for oid, m in st.models.offers.items()
+                        if m.examples and oid in predicted}
     scores["outcomes"] = {n: round(m.predict_one(x), 4) for n, m in st.models.outcomes.items()
                           if m.examples}
     scores["churn_risk"] = scores["outcomes"].get("churned", scores.get("churn_risk"))

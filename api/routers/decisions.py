@@ -74,7 +74,7 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     lead = st.policy.policy.lead(contact_state, now)  # consistency across channels
     d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
                st.settings.control_share, blocked=blocked, exploration=st.settings.exploration,
-               lead=lead)
+               lead=lead, scorer=st.models.offer_scorer)
     did = secrets.token_urlsafe(12)
     record = {
         "type": "decision", "_internal": True, "event_id": "d:" + did, "decision_id": did,

@@ -1,0 +1,106 @@
+"""Scoring many linear models at once: the decision path's propensities in one matrix product.
+
+Every offer model is a River `StandardScaler | LogisticRegression`. Asking each pipeline in turn
+costs ~14 µs a model (dict transforms and dot products in Python), ~240 µs for a catalog of 17
+offers, the largest single cost of a decision. `LinearScorer` reads the learned state once per
+model version into arrays and scores them all together; it is exact (the same formula River
+applies: `sigmoid(b + Σ w_i (x_i - mean_i) / std_i)` over the features present in `x`, a zero
+variance contributing 0). Models of any other shape are asked directly.
+
+>>> import random
+>>> from engine.models import OnlineModel
+>>> rng = random.Random(1)
+>>> models = {n: OnlineModel(n) for n in ("a", "b")}
+>>> for _ in range(200):
+...     x = {"f": rng.random(), "g": rng.random()}
+...     _ = models["a"].learn_one(x, x["f"] > 0.5), models["b"].learn_one(x, x["g"] > 0.7)
+>>> scorer = LinearScorer(models)
+>>> x = {"f": 0.9, "g": 0.1, "unseen": 3.0}
+>>> all(abs(scorer.predict(x)[n] - models[n].predict_one(x)) < 1e-12 for n in models)
+True
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+
+from engine.models import OnlineModel
+from engine.types import Vector
+
+
+def _linear_parts(model: OnlineModel) -> tuple[dict[str, float], dict[str, float], float] | None:
+    """(weight / std, mean, intercept) per feature of a scaled logistic regression, or None."""
+    steps = list(getattr(model.pipeline, "steps", {}).values())
+    if len(steps) != 2 or type(steps[0]).__name__ != "StandardScaler" \
+            or type(steps[1]).__name__ != "LogisticRegression":
+        return None
+    scaler, lr = steps
+    if not scaler.with_std or scaler.window_size is not None:
+        return None
+    slopes, means = {}, {}
+    for name, w in lr.weights.items():
+        var = scaler.vars.get(name, 0.0)
+        if w and var:
+            slopes[name] = w / math.sqrt(var)
+            means[name] = scaler.means.get(name, 0.0)
+    return slopes, means, float(lr.intercept)
+
+
+class LinearScorer:
+    """All models' P(positive | x), built once per set of model versions."""
+
+    def __init__(self, models: Mapping[str, OnlineModel]) -> None:
+        self.others: dict[str, OnlineModel] = {}
+        self.fresh: list[str] = []  # no example yet: 0.5, as OnlineModel says
+        parts: dict[str, tuple[dict[str, float], dict[str, float], float]] = {}
+        for name, model in models.items():
+            if model.examples == 0:
+                self.fresh.append(name)
+            elif (p := _linear_parts(model)) is not None:
+                parts[name] = p
+            else:
+                self.others[name] = model
+        self.names = list(parts)
+        self.index = {f: i for i, f in enumerate(sorted({f for s, _, _ in parts.values() for f in s}))}
+        k, d = len(self.names), len(self.index)
+        self.slopes = np.zeros((k, d))
+        offsets = np.zeros((k, d))
+        self.intercepts = np.array([parts[n][2] for n in self.names])
+        for row, name in enumerate(self.names):
+            slopes, means, _ = parts[name]
+            for f, a in slopes.items():
+                self.slopes[row, self.index[f]] = a
+                offsets[row, self.index[f]] = a * means[f]
+        self.offsets = offsets
+
+    def predict(self, x: Vector) -> dict[str, float]:
+        out = {name: 0.5 for name in self.fresh}
+        if self.names:
+            values, present = np.zeros(len(self.index)), np.zeros(len(self.index))
+            index = self.index
+            for f, v in x.items():
+                i = index.get(f)
+                if i is not None:
+                    values[i] = v
+                    present[i] = 1.0
+            z = self.intercepts + self.slopes @ values - self.offsets @ present
+            p = 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))
+            p[z < -30] = 0.0  # River's sigmoid saturates exactly
+            p[z > 30] = 1.0
+            out.update(zip(self.names, p.tolist()))
+        for name, model in self.others.items():
+            out[name] = model.predict_one(x)
+        return out
+
+
+def scorer_for(models: Mapping[str, OnlineModel], cache: dict[str, Any]) -> LinearScorer:
+    """The scorer of these model versions, rebuilt only when a version changes."""
+    key = tuple(sorted((n, m.version) for n, m in models.items()))
+    if cache.get("key") != key:
+        cache["key"], cache["scorer"] = key, LinearScorer(models)
+    scorer: LinearScorer = cache["scorer"]
+    return scorer
