@@ -73,7 +73,7 @@ class Fallback:
             return
         state = self.owner.state.nb
         body = await _read(receive)
-        if state.breaker.open and _authorised(state, scope):
+        if state.breaker.open and _authorised(state, scope) and _valid(body):
             await _send(send, 200, answer(state, body))
             return
         held: list[Any] = []
@@ -91,6 +91,19 @@ class Fallback:
         if failed[0]:
             state.breaker.trip()
             await _send(send, 200, answer(state, body))
+
+
+def _valid(body: bytes) -> bool:
+    """A request the app would refuse (422) is refused while the breaker is open too."""
+    from pydantic import ValidationError
+
+    from api.routers.decisions import DecisionIn
+
+    try:
+        DecisionIn.model_validate_json(body or b"{}")
+        return True
+    except (ValidationError, ValueError):
+        return False
 
 
 def _authorised(state: Any, scope: Any) -> bool:

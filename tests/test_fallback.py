@@ -42,6 +42,8 @@ def test_decisions_fall_back_and_recover(tmp_path: Path) -> None:
             write = api.post("/v1/events", json=[ev("e1", "click", 1.0, "c1")])
             assert write.status_code == 503 and write.json()["error"]["code"] == "unavailable"
             assert api.post("/v1/decisions", json=BODY, headers={"Authorization": "Bearer nope-nope"}).status_code == 401
+            bad = api.post("/v1/decisions", json={"channel": "web", "limit": 0})  # breaker open
+            assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_request"
             server.start()
             deadline = time.monotonic() + 10
             while timed(api, BODY)[0].get("fallback") and time.monotonic() < deadline:
