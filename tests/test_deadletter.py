@@ -44,3 +44,16 @@ def test_replay_after_a_fix(api, flow, settings: Settings, r: redis.Redis) -> No
     profile = api.get("/v1/customers/dl1").json()
     assert profile["features"]["purchases"] == 3 and profile["features"]["total_spend"] == 15.0
     assert deadletter.replay(settings, None, Console(quiet=True)) == (0, 0)
+
+
+def test_a_body_that_is_not_json_gets_400_and_is_kept(api, r: redis.Redis) -> None:
+    before = int(r.hget(store.STATS, "deadlettered") or 0)
+    res = api.post("/v1/events", content=b'{"event_id": "x1", "type": "click",',
+                   headers={"content-type": "application/json"})
+    assert res.status_code == 400 and res.json()["error"]["code"] == "bad_json"
+    assert "dead-letter" in res.json()["error"]["message"]
+    rows = deadletter.entries(r, 10)
+    assert [row["raw"] for row in rows] == ['{"event_id": "x1", "type": "click",']
+    assert rows[0]["reason"].startswith("not JSON") and rows[0]["source"] == "api"
+    assert int(r.hget(store.STATS, "deadlettered")) == before + 1
+    assert "nextbest_deadlettered_total" in api.get("/metrics").text

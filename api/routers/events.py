@@ -16,8 +16,8 @@ from engine.events import BadEvent, validate
 router = APIRouter(tags=["events"])
 
 
-async def read_json(request: Request, limit: int) -> tuple[bytes, Any]:
-    """The body as sent and as decoded JSON."""
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body as sent, refused past `limit` bytes (declared or streamed)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise ApiError(413, "too_large", f"body over {limit} bytes")
@@ -26,10 +26,7 @@ async def read_json(request: Request, limit: int) -> tuple[bytes, Any]:
         raw += chunk
         if len(raw) > limit:
             raise ApiError(413, "too_large", f"body over {limit} bytes")
-    try:
-        return bytes(raw), orjson.loads(bytes(raw))
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "bad_json", f"body is not valid JSON: {exc}") from None
+    return bytes(raw)
 
 
 def _raw(obj: Any, body: bytes) -> bytes:
@@ -43,7 +40,15 @@ def _raw(obj: Any, body: bytes) -> bytes:
 
 @router.post("/v1/events", status_code=202, summary="Ingest one event or a list of events")
 async def post_events(request: Request, st: State, _: Ingest) -> ORJSON:
-    raw, body = await read_json(request, st.settings.max_body_bytes)
+    raw = await read_body(request, st.settings.max_body_bytes)
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:  # nothing to accept, but kept like any bad event
+        await ingest.dead_letter(st.redis, st.settings.deadletter_maxlen,
+                                 [(raw, f"not JSON: {exc}")], "api")
+        metrics.EVENTS.labels("rejected").inc()
+        raise ApiError(400, "bad_json", f"body is not valid JSON: {exc} (kept in the dead-letter "
+                                        "stream)") from None
     items = body if isinstance(body, list) else [body]
     if len(items) > st.settings.max_batch:
         raise ApiError(413, "batch_too_large",
