@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import signal
 import sys
 import time
+from collections.abc import Iterator
 
 from rich.console import Console
 
@@ -62,33 +64,50 @@ def cmd_replay(args: argparse.Namespace) -> int:
     return replay(Settings(), args.file, args.wait, console)
 
 
+@contextlib.contextmanager
+def _redis(settings: Settings) -> Iterator[bool]:
+    """A Redis holding this folder's data: the running engine's, `REDIS_URL`, or the embedded
+    one started for the command (no flow, no API) and stopped after it. False: none to be had."""
+    from nextbest.engine import Engine, running_redis
+
+    settings.redis_url = settings.redis_url or running_redis(settings)
+    if settings.redis_url:
+        yield True
+        return
+    if not (settings.data_dir / "redis").exists():
+        console.print(f"[red]no engine data in {settings.data_dir} and REDIS_URL is not set[/]")
+        yield False
+        return
+    engine = Engine(settings, api=False, flow=False).start()
+    try:
+        yield True
+    finally:
+        engine.stop()
+
+
 def cmd_deadletter(args: argparse.Namespace) -> int:
     from nextbest import deadletter
-    from nextbest.engine import running_redis
 
     settings = Settings()
-    settings.redis_url = settings.redis_url or running_redis(settings)
-    if not settings.redis_url:
-        console.print("[red]no engine is running here and REDIS_URL is not set[/]")
-        return 2
-    if args.action == "list":
-        return deadletter.show(settings, args.limit, args.contains, console)
-    deadletter.replay(settings, args.contains, console)
-    return 0
+    with _redis(settings) as ok:
+        if not ok:
+            return 2
+        if args.action == "list":
+            return deadletter.show(settings, args.limit, args.contains, console)
+        deadletter.replay(settings, args.contains, console)
+        return 0
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from nextbest import evaluate
-    from nextbest.engine import running_redis
 
     settings = Settings()
-    settings.redis_url = settings.redis_url or running_redis(settings)
-    if not settings.redis_url:
-        console.print("[red]no engine is running here and REDIS_URL is not set[/]")
-        return 2
-    levers = {k: float(v) for k, v in (x.split("=", 1) for x in args.lever)}
-    evaluate.run(settings, levers, set(args.drop), args.epsilon, console)
-    return 0
+    with _redis(settings) as ok:
+        if not ok:
+            return 2
+        levers = {k: float(v) for k, v in (x.split("=", 1) for x in args.lever)}
+        evaluate.run(settings, levers, set(args.drop), args.epsilon, console)
+        return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -53,6 +53,11 @@ def read_log(settings: Settings) -> tuple[list[Logged], list[Logged]]:
 def run(settings: Settings, levers: dict[str, float], drop: set[str], epsilon: float,
         console: Console) -> dict[str, Any]:
     acc, val = read_log(settings)
+    if not acc:
+        console.print("no decisions with an outcome in the log yet: nothing to evaluate "
+                      "(decisions are joined to feedback, or counted ignored after the offer's "
+                      "reward window)")
+        return {}
     policies = {"greedy": greedy(), f"epsilon-greedy {epsilon:g}": epsilon_greedy(epsilon)}
     if levers or drop:
         policies["greedy with catalog change"] = greedy(levers, drop)

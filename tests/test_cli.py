@@ -33,6 +33,16 @@ def test_replay_starts_what_it_needs_and_waits_for_the_flow(tmp_path: Path) -> N
     assert res.returncode == 0, res.stderr[-2000:]
     assert "accepted 300, duplicates 1, dead-lettered 1" in res.stdout
     assert "the flow has processed everything" in res.stdout
+    # afterwards, with nothing running, the folder's data can still be inspected
+    dl = subprocess.run([*NEXTBEST, "deadletter", "list"], env=env(tmp_path), capture_output=True,
+                        text=True, timeout=60)
+    assert dl.returncode == 0 and "line 301" in dl.stdout and "not JSON" in dl.stdout, dl.stdout
+    ev = subprocess.run([*NEXTBEST, "evaluate"], env=env(tmp_path), capture_output=True, text=True,
+                        timeout=60)
+    assert ev.returncode == 0 and "nothing to evaluate" in ev.stdout, ev.stdout
+    none = subprocess.run([*NEXTBEST, "deadletter", "list"], env=env(tmp_path / "empty"),
+                          capture_output=True, text=True, timeout=60)
+    assert none.returncode == 2 and "no engine data" in none.stdout
 
 
 def test_up_serves_until_interrupted(tmp_path: Path) -> None:
