@@ -4,8 +4,9 @@
 
 Feeds a simulated event file into the partition streams, then runs the real flow (as
 `nextbest up` does) with 1 worker, then as 2 processes x 1 worker, and times from the first
-processed event to the last (start-up excluded). Prints events/s for each, and Redis bytes per
-customer (MEMORY USAGE of every per-customer key, sampled). Writes bench/results/flow.json.
+processed event to the last (start-up excluded). Prints events/s and the flow processes' CPU
+seconds per 1,000 events (user + system, the steadier figure on a shared machine) for each,
+and Redis bytes per customer (MEMORY USAGE of every per-customer key, sampled). Writes bench/results/flow.json.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psutil
 import redis
 from rich.console import Console
 
@@ -50,17 +52,25 @@ def timed_run(settings: Settings, layout: list[list[str]]) -> dict[str, Any]:
         while done == 0:
             time.sleep(0.005)
             total, done = counts(c, settings.partitions)
-        start, first = time.perf_counter(), done
+        start, first, cpu0 = time.perf_counter(), done, cpu_seconds(procs)
         while done < total:
             time.sleep(0.02)
             total, done = counts(c, settings.partitions)
         elapsed = time.perf_counter() - start
+        cpu = cpu_seconds(procs) - cpu0
     finally:
         for p in procs:
             p.kill()
             p.wait()
-    return {"events": total - first, "seconds": round(elapsed, 2),
-            "events_per_s": round((total - first) / elapsed)}
+    n = total - first
+    return {"events": n, "seconds": round(elapsed, 2), "events_per_s": round(n / elapsed),
+            "cpu_s": round(cpu, 2), "cpu_s_per_1000_events": round(1000 * cpu / n, 4)}
+
+
+def cpu_seconds(procs: list[subprocess.Popen[bytes]]) -> float:
+    """User + system CPU of the flow processes: far steadier than wall time on a shared
+    machine (other load slows the clock, not the work)."""
+    return sum(sum(psutil.Process(p.pid).cpu_times()[:2]) for p in procs)
 
 
 def memory(url: str, customers: int) -> dict[str, Any]:
@@ -98,7 +108,8 @@ def main(argv: list[str]) -> None:
                 layout = [["-i", "0", "-a", addrs], ["-i", "1", "-a", addrs]]
             out[name] = timed_run(s, layout)
             print(f"{name}: {out[name]['events_per_s']:,} events/s "
-                  f"({out[name]['events']:,} events in {out[name]['seconds']} s)", flush=True)
+                  f"({out[name]['events']:,} events in {out[name]['seconds']} s, "
+                  f"{out[name]['cpu_s_per_1000_events']:.3f} CPU s per 1,000 events)", flush=True)
         out["memory"] = memory(server.url, args.customers)
         print(f"Redis per customer: {out['memory']['bytes_per_customer']:.0f} bytes "
               f"(profile document {out['memory']['profile_doc_bytes']:.0f})", flush=True)
