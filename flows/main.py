@@ -124,6 +124,7 @@ def build_flow(
 ) -> Dataflow:
     url = settings.redis_url
     secret = settings.secret()
+    snap = settings.flow_recovery  # without recovery no one reads the state snapshots
     cache = ModelCache(url, secret)
     window, category = _catalog_lookups(settings)
     ctx = Context(models=cache.get, value_params=cache.value_params, reward_window=window,
@@ -147,7 +148,7 @@ def build_flow(
 
     anon = op.branch("anonymous", valid.trues, needs_identity)
     by_anon = op.key_on("by_anonymous_id", anon.trues, lambda t: t[1]["anonymous_id"])
-    resolved = op.key_rm("resolved", batched("identity", by_anon, _resolve_batch))
+    resolved = op.key_rm("resolved", batched("identity", by_anon, _resolve_batch, snap))
     is_event = op.branch("identity_events", resolved, lambda o: o[0] == "event")
     events = op.merge("all_events", op.map("known", anon.falses, lambda t: t[1]),
                       op.map("linked", is_event.trues, lambda o: o[1]))
@@ -161,11 +162,11 @@ def build_flow(
         return state, out
 
     by_customer = op.key_on("by_customer", events, lambda ev: str(ev["customer_id"]))
-    outputs = op.key_rm("customer_out", batched("customer", by_customer, customer_step))
+    outputs = op.key_rm("customer_out", batched("customer", by_customer, customer_step, snap))
     to_population = op.branch("to_population", outputs, lambda o: o[0] in ("summary", "tally"))
     tallies = op.branch("to_sources", to_population.trues, lambda o: o[0] == "tally")
     by_population = op.key_on("by_population", tallies.falses, lambda o: o[1])
-    valued = op.key_rm("valued", batched("population", by_population, population.step))
+    valued = op.key_rm("valued", batched("population", by_population, population.step, snap))
     to_models = op.branch("to_models", to_population.falses,
                           lambda o: o[0] in ("example", "impression", "feedback", "exposure", "conversion"))
 
@@ -182,8 +183,8 @@ def build_flow(
         return state, out
 
     by_model = op.key_on("by_model", to_models.trues, lambda o: o[1])
-    learned = op.key_rm("learned", batched("learn", by_model, model_step))
-    monitored = _source_monitor(op.merge("all_tallies", tallies.trues, dead.trues))
+    learned = op.key_rm("learned", batched("learn", by_model, model_step, snap))
+    monitored = _source_monitor(op.merge("all_tallies", tallies.trues, dead.trues), snap)
     op.output("redis", op.merge("writes", dead.falses, is_event.falses, to_models.falses, learned,
                                 valued, monitored), sink)
     return flow
@@ -199,7 +200,7 @@ def _dead_letter(t: tuple[Any, ...]) -> list[tuple[Any, ...]]:
             ("tally", tally, 0.0)]
 
 
-def _source_monitor(tallies: Any) -> Any:
+def _source_monitor(tallies: Any, snap: bool = True) -> Any:
     """Per-batch sums of the tallies, then one `SourceMonitor` (a single key) raising
     `model_drift` alerts on dead-letter or lateness spikes and publishing its state."""
     def combine(items: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
@@ -216,7 +217,7 @@ def _source_monitor(tallies: Any) -> Any:
 
     summed = op.flat_map_batch("sum_tallies", tallies, combine)
     by_key = op.key_on("by_sources", summed, lambda _: "sources")
-    return op.key_rm("monitored", batched("sources", by_key, step))
+    return op.key_rm("monitored", batched("sources", by_key, step, snap))
 
 
 def _flow_from_env() -> Dataflow:
