@@ -54,6 +54,16 @@ class Cart:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.added, self.removed, self.memo = state["added"], state["removed"], None
 
+    def dump(self) -> tuple[dict[str, tuple[float, float]], dict[str, float]]:
+        """Plain data for a snapshot (not the memo: derived)."""
+        return self.added, self.removed
+
+    @classmethod
+    def load(cls, data: tuple[dict[str, tuple[float, float]], dict[str, float]]) -> Cart:
+        cart = cls.__new__(cls)
+        cart.added, cart.removed, cart.memo = data[0], data[1], None
+        return cart
+
     def summary(self, now: float) -> tuple[int, float]:
         """(products in the cart, their total price) as of `now`."""
         memo = self.memo

@@ -59,6 +59,23 @@ class Customer:
     alive_at: float | None = None  # event time when silence takes p_alive under its threshold
     alive_alerted: float | None = None  # last purchase time of the history already alerted on
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Plain data under one function, like `CustomerState` (a snapshot per touched
+        customer per epoch)."""
+        rest = dict(self.__dict__)
+        rest["state"] = self.state.dump()
+        rest["pending"] = {d: (p.ts, p.x, p.deadlines, p.channel) for d, p in self.pending.items()}
+        rest["cooldown"] = vars(self.cooldown)
+        return _restore, (rest,)
+
+
+def _restore(rest: dict[str, Any]) -> Customer:
+    c = Customer(CustomerState.load(rest.pop("state")))
+    c.pending = {d: Pending(*p) for d, p in rest.pop("pending").items()}
+    c.cooldown.__dict__.update(rest.pop("cooldown"))
+    c.__dict__.update(rest)
+    return c
+
 
 def scores(c: Customer, models: dict[str, OnlineModel], x: dict[str, float]) -> dict[str, Any]:
     outcomes = {

@@ -37,6 +37,16 @@ class Decayed:
     def value(self, now: float) -> float:
         return self.total * self._factor(max(0.0, now - self.ref))
 
+    def dump(self) -> tuple[float, float, float]:
+        """Plain data for a snapshot."""
+        return self.half_life, self.ref, self.total
+
+    @classmethod
+    def load(cls, data: tuple[float, float, float]) -> Decayed:
+        d = cls.__new__(cls)
+        d.half_life, d.ref, d.total = data
+        return d
+
 
 class DecayedMean:
     """A decayed weighted mean (e.g. of call sentiment)."""
@@ -54,3 +64,13 @@ class DecayedMean:
     def value(self, now: float, default: float = 0.0) -> float:
         den = self.den.value(now)
         return self.num.value(now) / den if den > 1e-12 else default
+
+    def dump(self) -> tuple[tuple[float, float, float], tuple[float, float, float]]:
+        return self.num.dump(), self.den.dump()
+
+    @classmethod
+    def load(cls, data: tuple[tuple[float, float, float], tuple[float, float, float]],
+             ) -> DecayedMean:
+        m = cls.__new__(cls)
+        m.num, m.den = Decayed.load(data[0]), Decayed.load(data[1])
+        return m

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from bisect import bisect
 from math import exp, log
+from operator import attrgetter
 from typing import Any
 
 from engine.cart import Cart
@@ -308,13 +309,45 @@ class CustomerState:
         for reason, count in self.call_reasons.items():
             out["calls_reason_" + reason] = count
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_cache": None, "_commerce": None}
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled as plain data under one function: the flow snapshots every customer it
+        touched in each epoch, and nested objects (a reduce call each) tripled that cost."""
+        return _restore, (self.dump(),)
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def dump(self) -> tuple[Any, ...]:
+        """The state as plain data (dicts, lists, tuples, numbers, strings); `load` inverts it."""
+        return (_plain(self), {m: w.dump() for m, w in self.windows.items()},
+                self.sessions.dump(), self.cart.dump(),
+                {cat: d.dump() for cat, d in self.interest.items()},
+                self.sentiment_short.dump(), self.sentiment_long.dump())
+
+    @classmethod
+    def load(cls, data: tuple[Any, ...]) -> CustomerState:
+        plain, windows, sessions, cart, interest, short, long = data
+        st = cls(plain[0])
+        st.__dict__.update(zip(_PLAIN, plain))
+        st.windows = {m: Windowed.load(w) for m, w in windows.items()}
+        st.sessions, st.cart = Sessions.load(sessions), Cart.load(cart)
+        st.interest = {cat: Decayed.load(d) for cat, d in interest.items()}
+        st.sentiment_short, st.sentiment_long = DecayedMean.load(short), DecayedMean.load(long)
+        return st
+
+    def __setstate__(self, state: dict[str, Any]) -> None:  # snapshots from before __reduce__
         self.__dict__.update(CustomerState(state["customer_id"]).__dict__)
         if "purchase_total" in state:  # a snapshot from before lifetime totals per measure
             self.counts["purchase"] = state.pop("purchase_count", 0)
             self.totals["purchase"] = round(state.pop("purchase_total") * SCALE)
             self.totals["refund"] = round(state.pop("refund_total", 0.0) * SCALE)
         self.__dict__.update(state)
+
+
+# What `CustomerState.__reduce__` pickles as is. Only ever append: a snapshot holds a prefix.
+_PLAIN = ("customer_id", "lateness", "first_ts", "last_ts", "seen", "counts", "totals", "last",
+          "bought", "call_reasons", "calls_unresolved", "calls_escalated", "last_call",
+          "purchase_days", "attributes", "stamps", "owner", "consent", "anonymous_ids", "recent",
+          "recent_keys")
+_plain = attrgetter(*_PLAIN)
+
+
+def _restore(data: tuple[Any, ...]) -> CustomerState:
+    return CustomerState.load(data)

@@ -109,6 +109,16 @@ class Sessions:
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.by_id, self.gap_runs, self.memo = state["by_id"], state["gap_runs"], None
 
+    def dump(self) -> tuple[dict[str, list[float]], list[list[float]]]:
+        """Plain data for a snapshot (not the memo: derived)."""
+        return self.by_id, self.gap_runs
+
+    @classmethod
+    def load(cls, data: tuple[dict[str, list[float]], list[list[float]]]) -> Sessions:
+        s = cls.__new__(cls)
+        s.by_id, s.gap_runs, s.memo = data[0], data[1], None
+        return s
+
     def summary(self, now: float) -> Summary:
         """As of `now`: sessions started in the last 1 d, 7 d and 30 d; over 30 d, the mean
         session length (s) and mean clicks per session; the latest session's length."""

@@ -115,6 +115,16 @@ class Windowed:
     def __getstate__(self) -> dict[str, Any]:
         return {"counts": self.counts, "amounts": self.amounts}  # sums: rebuilt on first read
 
+    def dump(self) -> tuple[dict[int, dict[int, int]], dict[int, dict[int, int]]]:
+        """Plain data for a snapshot (`CustomerState` pickles its parts as plain data)."""
+        return self.counts, self.amounts
+
+    @classmethod
+    def load(cls, data: tuple[dict[int, dict[int, int]], dict[int, dict[int, int]]]) -> Windowed:
+        w = cls.__new__(cls)
+        w.__setstate__({"counts": data[0], "amounts": data[1]})
+        return w
+
     def __setstate__(self, state: Any) -> None:
         if isinstance(state, tuple):  # slots-only pickle of an older version: [count, amount]
             state = state[1]
