@@ -202,13 +202,14 @@ def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True,
     """Features, scores, alerts and the profile document, once per batch."""
     st = c.state
     features = st.features()
+    rules = ctx.alert_rules()  # once per batch: it checks the file for changes
     if rescore:
         models = ctx.models()
         if any(name.startswith("outcome:") for name in models):
             c.scores = scores(c, models, vectorize(features, st.attributes))
-            out += _alerts(c, c.scores, st.last_ts, ctx, models)
-    out += _behaviour_alerts(c, features, ctx, rescore)
-    alive_at = _alive(c, ctx, out) if rescore else getattr(c, "alive_at", None)
+            out += _alerts(c, c.scores, st.last_ts, ctx, models, rules)
+    out += _behaviour_alerts(c, features, rules, rescore)
+    alive_at = _alive(c, ctx, rules, out) if rescore else getattr(c, "alive_at", None)
     c.alive_at = alive_at
     due = [d for d in (drift.watch_deadline(st.purchase_days), alive_at)
            if d is not None and d > st.last_ts]  # a passed deadline has had its tick
@@ -222,10 +223,10 @@ def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True,
     out.append(("profile", st.customer_id, doc))
 
 
-def _behaviour_alerts(c: Customer, features: dict[str, Any], ctx: Context,
+def _behaviour_alerts(c: Customer, features: dict[str, Any], rules: AlertRules,
                       rescore: bool) -> list[Output]:
     """Opportunities (rules/alerts.yaml) every batch; drift when more than clicks arrived."""
-    st, rules = c.state, ctx.alert_rules()
+    st = c.state
     data = {"features": features, "attributes": st.attributes, "scores": c.scores}
     found = [(f"opportunity:{a.data['rule']}", a, a.data["cooldown_days"] * DAY)
              for a in rules.opportunities_for(st.customer_id, st.owner, data, st.last_ts)]
@@ -244,13 +245,13 @@ def _behaviour_alerts(c: Customer, features: dict[str, Any], ctx: Context,
 
 
 def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,
-            models: dict[str, OnlineModel]) -> list[Output]:
+            models: dict[str, OnlineModel], rules: AlertRules) -> list[Output]:
     churn = sc.get("churn_risk")
     model = models.get("outcome:churned")
     if churn is None or model is None or not model.mature():
         return []
     prev, c.churn = c.churn, churn
-    limits = ctx.alert_rules().thresholds  # rules/alerts.yaml, re-read on change, wins
+    limits = rules.thresholds  # rules/alerts.yaml, re-read on change, wins
     alert = churn_alert(c.state.customer_id, c.state.owner, churn, prev,
                         limits.get("churn_risk", ctx.churn_threshold), c.state.purchase_total, ts)
     cooldown = limits.get("cooldown_days", ctx.alert_cooldown_s / DAY) * DAY
@@ -259,11 +260,11 @@ def _alerts(c: Customer, sc: dict[str, Any], ts: float, ctx: Context,
     return []
 
 
-def _alive(c: Customer, ctx: Context, out: list[Output]) -> float | None:
+def _alive(c: Customer, ctx: Context, rules: AlertRules, out: list[Output]) -> float | None:
     """The p_alive churn signal (rules/alerts.yaml `p_alive`, for customers who spent at least
     `p_alive_min_spend`): alert once per purchase history when it falls under the threshold,
     else return the event time at which silence would take it there (a watch tick)."""
-    st, limits = c.state, ctx.alert_rules().thresholds
+    st, limits = c.state, rules.thresholds
     bg = (ctx.value_params() or {}).get("bgnbd")
     threshold = float(limits.get("p_alive") or 0.0)
     v = value.summary(st.purchase_days, st.purchase_total, st.purchase_count, st.last_ts)
