@@ -15,6 +15,7 @@ from datetime import timedelta
 from typing import Any
 
 import bytewax.operators as op
+import orjson
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
@@ -23,7 +24,7 @@ from config import Settings, get_settings
 from engine import learning, population, sourcedrift
 from engine.catalog import Catalog
 from engine.customer import Context, Customer, process_batch
-from engine.events import BadEvent, parse
+from engine.events import BadEvent, validate
 from engine.identity import Anonymous, resolve
 from engine.models import sign
 from engine.opportunity import AlertRules
@@ -51,15 +52,15 @@ def parse_item(item: Item) -> tuple[Any, ...]:
 
 
 def _parse_internal(raw: bytes) -> dict[str, Any]:
-    import orjson
-
+    """Internal records as they are; anything else validated as `engine.events.parse` does
+    (from the object already decoded: decoding twice cost ~2 us per event)."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadEvent(f"not JSON: {exc}") from None
     if isinstance(obj, dict) and obj.get("type") in INTERNAL and obj.get("_internal"):
         return obj
-    return parse(raw)
+    return validate(obj)
 
 
 def _resolve_batch(state: Anonymous | None, items: list[tuple[Any, ...]]) -> tuple[Any, list[Any]]:
