@@ -65,6 +65,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
     def _write(self, items: list[tuple[Any, ...]]) -> None:
         pipe = self.client.pipeline(transaction=False)
         progress: dict[int, int] = {}
+        profiles: dict[str, bytes] = {}  # customer -> document, written together (`_profiles`)
         clock = 0.0
         models_changed = False
         alerts = 0
@@ -72,9 +73,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             kind = item[0]
             if kind == "profile":
                 _, cid, doc = item
-                pipe.set(store.customer(cid), store.encode(doc))
-                if not cid.startswith("anon:"):
-                    pipe.sadd(store.CUSTOMERS, cid)
+                profiles[cid] = store.encode(doc)  # a later document of the batch wins
                 clock = max(clock, doc["t"])
             elif kind == "progress" and item[1] >= 0:  # < 0: not from a partition stream
                 progress[item[1]] = max(progress.get(item[1], 0), item[2])
@@ -105,9 +104,12 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             elif kind == "link":
                 pipe.set(store.anon(item[1]), item[2])
             elif kind == "forget":
+                self._profiles(pipe, profiles)  # in order with the deletes
                 pipe.delete(store.customer(item[1]))
             elif kind == "erase":
+                self._profiles(pipe, profiles)
                 self._erase(pipe, *item[1:])
+        self._profiles(pipe, profiles)
         for p, seq in progress.items():
             self._call(self.setmax, [store.processed(p)], [seq], pipe)
         if clock:
@@ -122,6 +124,21 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         if clock >= self.next_sweep:
             self.next_sweep = clock + SWEEP_EVERY_S
             self.sweep(clock)
+
+    def _profiles(self, pipe: Any, profiles: dict[str, bytes]) -> None:
+        """The batch's profile documents as one MSET and one SADD: a command per document cost
+        the flow more CPU (redis-py packs and parses each) than encoding it. A cluster gets
+        one SET per document (MSET keys must share a slot)."""
+        if not profiles:
+            return
+        if self.cluster:
+            for cid, doc in profiles.items():
+                pipe.set(store.customer(cid), doc)
+        else:
+            pipe.mset({store.customer(cid): doc for cid, doc in profiles.items()})
+        if known := [cid for cid in profiles if not cid.startswith("anon:")]:
+            pipe.sadd(store.CUSTOMERS, *known)
+        profiles.clear()
 
     def _alert(self, pipe: Any, alert: dict[str, Any]) -> None:
         """The stream feeds live readers (SSE, webhooks); the index and documents serve
