@@ -60,9 +60,19 @@ def _balanced_logreg() -> compose.Pipeline:
         desired_dist={False: 0.5, True: 0.5}, seed=1)
 
 
+def _maxabs_logreg(optimizer: Callable[[], Any]) -> Callable[[], compose.Pipeline]:
+    """Logistic regression over max-abs scaled inputs: a feature absent from a vector stays 0,
+    so sparse indicators (one-hot strings, `bought_<category>`) keep their signal (a standard
+    scaler sees them only when present, always 1.0: variance 0, contribution 0)."""
+    return lambda: preprocessing.MaxAbsScaler() | linear_model.LogisticRegression(
+        optimizer=optimizer(), l2=1e-4)
+
+
 LEARNERS: dict[str, Callable[[], Any]] = {
     "logreg SGD (default_pipeline)": default_pipeline,
     "logreg AdaGrad (outcome_pipeline)": outcome_pipeline,
+    "logreg SGD, max-abs scaled": _maxabs_logreg(lambda: optim.SGD(0.05)),
+    "logreg AdaGrad, max-abs scaled": _maxabs_logreg(lambda: optim.AdaGrad(0.1)),
     "logreg over-sampled 50/50": _balanced_logreg,
     "hoeffding adaptive tree": lambda: tree.HoeffdingAdaptiveTreeClassifier(seed=1),
     "adaptive random forest x10": lambda: forest.ARFClassifier(n_models=10, seed=1),

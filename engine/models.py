@@ -26,20 +26,28 @@ class UntrustedModel(ValueError):
 
 
 def default_pipeline() -> compose.Pipeline:
-    """Scaled logistic regression: fast, calibrated enough for arbitration, robust online."""
-    return preprocessing.StandardScaler() | linear_model.LogisticRegression(
-        optimizer=optim.SGD(0.05), l2=1e-4
+    """Offer propensity: logistic regression over max-abs scaled inputs.
+
+    Max-abs scaling keeps a feature that is absent from a vector at 0, so sparse indicators
+    (hashed one-hot strings, `bought_<category>`, `interest_share_<category>`) carry their
+    signal; a standard scaler sees them only when present, always 1.0, and scales them to
+    nothing (tests/test_learners.py). On `./nb bench decisions` this closed 68% of the
+    random-to-oracle value gap by 40k decisions, against 47% with a standard scaler.
+    """
+    return preprocessing.MaxAbsScaler() | linear_model.LogisticRegression(
+        optimizer=optim.SGD(0.2), l2=1e-4
     )
 
 
 def outcome_pipeline() -> compose.Pipeline:
-    """Scaled logistic regression with AdaGrad (a step per feature, shrinking as it learns).
+    """Outcome models: the same over max-abs scaled inputs, with AdaGrad (a step per feature,
+    shrinking as it learns).
 
-    Chosen by `./nb bench learners` and `./nb bench public`: on CDNOW it matched a batch
-    logistic regression (test AUC 0.776 vs 0.777; plain SGD 0.761) at the same size and scoring
-    cost; tree ensembles scored no better there and pickle to megabytes.
+    Chosen by `./nb bench learners` and `./nb bench public`: on CDNOW (dense numbers only) test
+    AUC 0.772, batch logistic regression 0.777, tree ensembles no better and megabytes in size;
+    on the simulator's churn stream the best log loss of the candidates.
     """
-    return preprocessing.StandardScaler() | linear_model.LogisticRegression(
+    return preprocessing.MaxAbsScaler() | linear_model.LogisticRegression(
         optimizer=optim.AdaGrad(0.1), l2=1e-4
     )
 
