@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -113,6 +114,7 @@ def main(argv: list[str]) -> None:
         out["memory"] = memory(server.url, args.customers)
         print(f"Redis per customer: {out['memory']['bytes_per_customer']:.0f} bytes "
               f"(profile document {out['memory']['profile_doc_bytes']:.0f})", flush=True)
+    shutil.rmtree(tmp, ignore_errors=True)  # the event file and Redis data: ~100 MB a run
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "flow.json").write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
 
