@@ -3,7 +3,9 @@
     ./nb bench flow [--customers 20000] [--rounds 400]
 
 Feeds a simulated event file into the partition streams, then runs the real flow (as
-`nextbest up` does) with 1 worker, then as 2 processes x 1 worker, and times from the first
+`nextbest up` does) with 1 worker, as 2 processes x 1 worker (both without recovery
+snapshots), and as 1 worker with recovery on (the default of `nextbest up`: state snapshots
+every epoch), and times each from the first
 processed event to the last (start-up excluded). Prints events/s and the flow processes' CPU
 seconds per 1,000 events (user + system, the steadier figure on a shared machine) for each,
 and Redis bytes per customer (MEMORY USAGE of every per-customer key, sampled). Writes bench/results/flow.json.
@@ -43,9 +45,12 @@ def counts(c: redis.Redis, partitions: int) -> tuple[int, int]:
 
 
 def timed_run(settings: Settings, layout: list[list[str]]) -> dict[str, Any]:
+    """The flow as `layout` (flowrun arguments per process) over what is in the streams; with
+    `settings.flow_recovery`, snapshots are taken as in production."""
     c = redis.Redis.from_url(str(settings.redis_url))
     env = {**os.environ, **settings.env()}
-    procs = [subprocess.Popen([sys.executable, "-m", "nextbest.flowrun", "--no-recovery", *a],
+    off = [] if settings.flow_recovery else ["--no-recovery"]
+    procs = [subprocess.Popen([sys.executable, "-m", "nextbest.flowrun", *off, *a],
                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
              for a in layout]
     try:
@@ -100,9 +105,12 @@ def main(argv: list[str]) -> None:
     with RedisServer(tmp / "redis") as server:
         s = Settings(redis_url=server.url, data_dir=tmp / "d", partitions=4, model_secret="x",
                      api_keys={}, flow_recovery=False)
-        for name, layout in (("1 worker", [[]]),
-                             ("2 processes x 1 worker", None)):
+        for name, layout, recovery in (("1 worker", [[]], False),
+                                       ("2 processes x 1 worker", None, False),
+                                       ("1 worker, recovery on (as nextbest up)", [[]], True)):
             redis.Redis.from_url(server.url).flushall()
+            s.flow_recovery = recovery
+            shutil.rmtree(s.data_dir / "recovery", ignore_errors=True)
             feed(s, events, Console(quiet=True))
             if layout is None:
                 addrs = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
