@@ -56,6 +56,12 @@ class _Conn:
         return status
 
 
+def _stale(exc: BaseException) -> bool:
+    if isinstance(exc, asyncio.IncompleteReadError):
+        return not exc.partial
+    return isinstance(exc, (ConnectionResetError, BrokenPipeError))
+
+
 def _raw(host: str, port: int, method: str, path: str, body: bytes | None, headers: dict[str, str]) -> bytes:
     lines = [f"{method} {path} HTTP/1.1", f"Host: {host}:{port}", "Connection: keep-alive"]
     lines += [f"{k}: {v}" for k, v in headers.items()]
@@ -82,15 +88,25 @@ async def run(host: str, port: int, make: MakeRequest, rate: float, duration: fl
         nonlocal opened
         async with slots:
             conn = idle.pop() if idle else None
-            if conn is None:
-                opened += 1
-                conn = _Conn(*await asyncio.open_connection(host, port))
-            try:
-                status = await conn.request(raw)
-                idle.append(conn)
-            except (OSError, asyncio.IncompleteReadError, ValueError):
-                status = 0
-                conn.writer.close()
+            for attempt in (0, 1):
+                reused = conn is not None
+                try:
+                    if conn is None:
+                        opened += 1
+                        conn = _Conn(*await asyncio.open_connection(host, port))
+                    status = await conn.request(raw)
+                    idle.append(conn)
+                    break
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
+                    status = 0
+                    if conn is not None:
+                        conn.writer.close()
+                    conn = None
+                    # a kept-alive connection the server closed while it sat idle (uvicorn
+                    # after 5 s) fails before any answer: retried once on a new connection,
+                    # as HTTP clients do; the time it costs still counts
+                    if not (attempt == 0 and reused and _stale(exc)):
+                        break
         if i >= counted_from:
             result.sent += 1
             result.latencies.append(time.perf_counter() - scheduled)
