@@ -106,7 +106,10 @@ class Windowed:
                     left = _sums(counts, amounts, hi - n, new - n)
                     s[0] += entered[0] - left[0]
                     s[1] += entered[1] - left[1]
-            if len(counts) > _KEEP[g]:  # only then can some bucket be out of every window
+            # drop buckets out of every window: when there are more than a window holds, or
+            # when the clock moved a quarter of the longest window (a customer seen once a
+            # month would otherwise keep up to _KEEP stale buckets per grain); amortised O(1)
+            if len(counts) > _KEEP[g] or 4 * (new - hi) >= _KEEP[g]:
                 for i in [i for i in counts if i <= new - _KEEP[g]]:
                     del counts[i]
                     amounts.pop(i, None)
