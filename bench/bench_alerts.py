@@ -78,8 +78,12 @@ def plan(pop: Population, days: float, rng: random.Random) -> list[Planted]:
 def timeline(pop: Population, p: Planted, end: float, rng: random.Random) -> list[dict[str, Any]]:
     """One customer's events over the run, with the planted change applied."""
     c, start = p.customer, T0 + rng.uniform(0, 2 * DAY)
-    after = (lambda t: p.change is not None and t >= p.change)
-    gone = (lambda t: p.kind == "churner" and after(t))
+    def after(t: float) -> bool:
+        return p.change is not None and t >= p.change
+
+    def gone(t: float) -> bool:
+        return p.kind == "churner" and after(t)
+
     evs = pop.onboard(c, start)
     t = start + rng.gammavariate(p.shape, p.gap / p.shape) * DAY
     while t < end and not gone(t) and not (p.kind == "rhythm" and after(t)):

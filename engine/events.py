@@ -13,7 +13,7 @@ amount: Input should be greater than or equal to 0
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal
 
 import orjson
 from pydantic import (
@@ -30,7 +30,7 @@ from pydantic import (
 from engine.types import Event
 
 TYPES = ("click", "call", "transaction", "profile", "identify", "consent", "feedback", "outcome")
-Scalar = Union[str, int, float, bool, None]
+Scalar = str | int | float | bool | None
 ShortStr = Annotated[str, Field(min_length=1, max_length=256)]
 Id = Annotated[str, Field(min_length=1, max_length=128)]
 MIN_TS, MAX_TS = 0.0, 4102444800.0  # 1970 .. 2100

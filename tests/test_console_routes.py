@@ -21,7 +21,7 @@ def test_the_console_page_is_served_with_a_strict_content_security_policy(api):
 def test_every_file_the_console_refers_to_is_served_with_its_type(api):
     index = api.get("/console").text
     wanted = set(re.findall(r'(?:src|href)="/console/([\w./-]+)"', index))
-    for name, path in console.FILES.items():
+    for path in console.FILES.values():
         if path.suffix == ".js":
             wanted |= {m for m in re.findall(r'from "\./([\w./-]+)"', path.read_text())}
     assert {"app.js", "console.css", "agent.js", "sales.js", "marketing.js"} <= wanted

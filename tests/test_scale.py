@@ -94,7 +94,9 @@ def _run_flow(settings: Settings, layout: Any, recovery: bool = False,
     panicked): resuming from the snapshots is then exercised once more, and the results must
     still be exact. Without recovery an exit fails the run."""
     c = redis.Redis.from_url(str(settings.redis_url))
-    start = (lambda: _start_flow(settings, layout() if callable(layout) else layout, recovery))
+    def start() -> list[subprocess.Popen[bytes]]:
+        return _start_flow(settings, layout() if callable(layout) else layout, recovery)
+
     procs, restarts = start(), 0
 
     def stop_all() -> None:
