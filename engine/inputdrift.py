@@ -25,7 +25,9 @@ signed model pickle, so it must stay a few KB.
   examples and is tested when full. After a drift the reference is rebuilt from the next
   examples, so the new normal becomes the baseline and the same change is not reported twice:
   at least `reference + window` examples pass between two reports (the cooldown).
-- The buffer is not pickled: a restart forgets at most `chunk - 1` examples of monitoring.
+- The buffer (at most `chunk - 1` vectors) is part of the state, so a flow restored from its
+  snapshots tests the same windows as one never stopped; `without_buffer()` is the lighter
+  copy published to the API, which only reads the report.
 
 Stated bound: a shift of the mean by one standard deviation in one feature, once the reference
 is complete, is reported within `2 * window` examples (the window it starts in may be mixed; the
@@ -48,6 +50,7 @@ probability below `alpha` (Bonferroni over features, conservative binned statist
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -117,8 +120,11 @@ class InputDrift:
         self.ref_sum = self.win_sum = np.zeros(0)
         self.ref_n = self.win_n = 0
 
-    def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_buffer": []}
+    def without_buffer(self) -> InputDrift:
+        """A shallow copy without the examples not yet absorbed (for publication)."""
+        out = copy.copy(self)
+        out._buffer = []
+        return out
 
     def update(self, x: Vector) -> list[Shift]:
         """Take one input vector; the features found shifted when this closed a window."""

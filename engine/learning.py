@@ -11,6 +11,7 @@ while it settles); input drift has its own cooldown (the reference is rebuilt af
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,6 +54,12 @@ class ModelState:
     changes: int = 0
     last_ts: float = 0.0
     drift_alerted_at: int | None = None
+
+    def publishable(self) -> ModelState:
+        """This state as published to the API: the model without the input-drift monitor's
+        unabsorbed examples (bytewax's snapshots keep them, for exact recovery)."""
+        model = dataclasses.replace(self.model, inputs=self.model.inputs.without_buffer())
+        return dataclasses.replace(self, model=model)
 
     def meta(self) -> dict[str, Any]:
         return {"name": self.model.name, "version": self.model.version, "ts": self.last_ts,

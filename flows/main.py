@@ -180,7 +180,8 @@ def build_flow(
                     out.append(("alert", alert.to_dict()))
         assert state is not None
         if learning.should_publish(state, settings.model_publish_every):
-            out.append(("model", state.model.name, sign(state, secret), state.meta()))
+            out.append(("model", state.model.name, sign(state.publishable(), secret),
+                        state.meta()))
         return state, out
 
     by_model = op.key_on("by_model", to_models.trues, lambda o: o[1])
