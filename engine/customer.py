@@ -230,8 +230,11 @@ def _behaviour_alerts(c: Customer, features: dict[str, Any], rules: AlertRules,
     data = {"features": features, "attributes": st.attributes, "scores": c.scores}
     found = [(f"opportunity:{a.data['rule']}", a, a.data["cooldown_days"] * DAY)
              for a in rules.opportunities_for(st.customer_id, st.owner, data, st.last_ts)]
+    cooldown = rules.thresholds.get("cooldown_days", 7.0) * DAY
+    visits = drift.visits_drop(st.customer_id, st.owner, features, st.purchase_total, st.last_ts)
+    if visits:  # a few lookups: checked on every batch, clicks included
+        found.append(("drift:visits", visits, cooldown))
     if rescore:
-        cooldown = rules.thresholds.get("cooldown_days", 7.0) * DAY
         rhythm = drift.rhythm_break(st.customer_id, st.owner, st.purchase_days, st.last_ts / DAY,
                                     st.purchase_total, st.last_ts)
         mood = drift.sentiment_drop(st.customer_id, st.owner, st.sentiment_short.value(st.last_ts),

@@ -203,3 +203,34 @@ def test_p_alive_alert_rearmed_by_a_new_purchase_and_absent_without_a_population
     assert len(alerts) == 2 and alerts[0]["ts"] < T0 + 300 * DAY < alerts[1]["ts"]  # ... and fades
     no_fit = Context(alert_rules=lambda: RULES)  # before the population is fitted: no signal
     assert p_alive_alerts(live(events, T0 + 900 * DAY, no_fit)) == []
+
+
+def click(cid: str, ts: float, n: int) -> dict:
+    return {"event_id": f"{cid}-k{n}", "type": "click", "ts": ts, "customer_id": cid,
+            "action": "page_view", "page": "/"}
+
+
+def visits_alerts(alerts: list[dict]) -> list[dict]:
+    return [a for a in alerts if a["type"] == "customer_drift" and a["data"].get("signal") == "visits"]
+
+
+def test_a_regular_visitor_who_stops_coming_is_flagged_and_steady_visitors_are_not():
+    rng = random.Random(8)
+    events: list[dict] = []
+    for i in range(12):  # steady: ~1 click a day (Poisson) for a year
+        t, n = T0, 0
+        while t < T0 + 365 * DAY:
+            t += rng.expovariate(1 / DAY)
+            events.append(click(f"steady{i}", t, n))
+            n += 1
+    t, n = T0, 0
+    while t < T0 + 90 * DAY:  # fading: the same for 90 days, then one visit on day 130
+        t += rng.expovariate(1 / DAY)
+        events.append(click("fading", t, n))
+        n += 1
+    events.append(click("fading", T0 + 130 * DAY, n))
+    alerts = visits_alerts(live(events, T0 + 366 * DAY))
+    assert [a["customer_id"] for a in alerts] == ["fading"]  # the one visit shows the drop
+    a = alerts[0]
+    assert a["ts"] == T0 + 130 * DAY and a["data"]["to"] == 1.0 and a["data"]["from"] >= 20
+    assert a["reasons"][0].startswith("visits fell to 1 in the last 30 days")
