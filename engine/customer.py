@@ -16,6 +16,7 @@ from engine.alerts import Cooldown, alive_alert, churn_alert
 from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
 from engine.opportunity import AlertRules
+from engine.scoring import scorer_for
 from engine.types import Event
 from engine.vector import vectorize
 
@@ -34,6 +35,7 @@ class Context:
     alert_cooldown_s: float = 7 * DAY
     lateness: float = 3600.0  # settings.lateness_s: how late an event may be and count as on time
     value_params: Callable[[], dict[str, Any] | None] = lambda: None  # population fit (value.py)
+    scorers: dict[str, Any] = field(default_factory=dict)  # engine.scoring.scorer_for's cache
 
 
 @dataclass
@@ -208,7 +210,8 @@ def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True,
         if any(name.startswith("outcome:") for name in models):
             c.scores = scores(c, models, vectorize(features, st.attributes))
             out += _alerts(c, c.scores, st.last_ts, ctx, models, rules)
-    out += _behaviour_alerts(c, features, rules, rescore)
+    extra = {"offers": _offer_scores(c, ctx, features)} if rules.wants_offer_scores else {}
+    out += _behaviour_alerts(c, features, rules, rescore, extra)
     alive_at = _alive(c, ctx, rules, out) if rescore else getattr(c, "alive_at", None)
     c.alive_at = alive_at
     due = [d for d in (drift.watch_deadline(st.purchase_days), alive_at)
@@ -223,11 +226,23 @@ def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True,
     out.append(("profile", st.customer_id, doc))
 
 
+def _offer_scores(c: Customer, ctx: Context, features: dict[str, Any]) -> dict[str, float]:
+    """P(accept) of every learned offer model for this customer, for opportunity rules that
+    ask (`scores.offers.<offer id>`): one matrix product over the published models."""
+    models = {n.removeprefix("offer:"): m for n, m in ctx.models().items()
+              if n.startswith("offer:") and m.examples}
+    if not models:
+        return {}
+    scorer = scorer_for(models, ctx.scorers)
+    return {k: round(v, 4) for k, v in scorer.predict(vectorize(features, c.state.attributes)).items()}
+
+
 def _behaviour_alerts(c: Customer, features: dict[str, Any], rules: AlertRules,
-                      rescore: bool) -> list[Output]:
+                      rescore: bool, extra_scores: dict[str, Any] | None = None) -> list[Output]:
     """Opportunities (rules/alerts.yaml) every batch; drift when more than clicks arrived."""
     st = c.state
-    data = {"features": features, "attributes": st.attributes, "scores": c.scores}
+    scores_now = {**c.scores, **extra_scores} if extra_scores else c.scores
+    data = {"features": features, "attributes": st.attributes, "scores": scores_now}
     found = [(f"opportunity:{a.data['rule']}", a, a.data["cooldown_days"] * DAY)
              for a in rules.opportunities_for(st.customer_id, st.owner, data, st.last_ts)]
     cooldown = rules.thresholds.get("cooldown_days", 7.0) * DAY

@@ -58,6 +58,11 @@ class AlertRules:
         except (OSError, yaml.YAMLError) as exc:
             raise RuleError(f"{path.name}: cannot read: {exc}") from exc
 
+    @property
+    def wants_offer_scores(self) -> bool:
+        """Some rule reads offer propensities (`scores.offers.<offer id>`): worth computing."""
+        return any("scores.offers" in o.when.source for o in self.opportunities)
+
     def opportunities_for(self, customer_id: str, owner: str | None, data: dict[str, Any],
                           ts: float) -> list[Alert]:
         out = []

@@ -234,3 +234,31 @@ def test_a_regular_visitor_who_stops_coming_is_flagged_and_steady_visitors_are_n
     a = alerts[0]
     assert a["ts"] == T0 + 130 * DAY and a["data"]["to"] == 1.0 and a["data"]["from"] >= 20
     assert a["reasons"][0].startswith("visits fell to 1 in the last 30 days")
+
+
+def test_opportunity_rules_can_use_offer_propensities():
+    """Cross-sell from propensity thresholds: `scores.offers.<offer id>` in rules/alerts.yaml."""
+    from engine.vector import vectorize
+
+    rules = AlertRules.parse({"opportunities": [{
+        "id": "card_likely", "title": "Likely to take the Gold card",
+        "when": "(scores.offers.gold_card ?? 0) >= 0.6 and (attributes.gold_card ?? false) == false",
+    }]}, "alerts.yaml")
+    assert rules.wants_offer_scores and not RULES.wants_offer_scores  # the shipped rules: no cost
+    rng = random.Random(2)
+    model = OnlineModel("offer:gold_card")
+    for _ in range(600):  # the learned truth: VIPs take the card
+        vip = rng.random() < 0.5
+        model.learn_one(vectorize({"purchases": 1.0}, {"vip": vip}), vip and rng.random() < 0.9)
+    ctx = Context(alert_rules=lambda: rules, models=lambda: {"offer:gold_card": model})
+
+    def raised(cid: str, attributes: dict) -> list[dict]:
+        evs = [{"event_id": f"{cid}-a", "type": "profile", "ts": T0, "customer_id": cid,
+                "attributes": attributes}, buy(cid, T0 + 60, 1)]
+        _, out = process_batch(None, evs, ctx)
+        return [o[1] for o in out if o[0] == "alert" and o[1]["type"] == "opportunity"]
+
+    hit = raised("vip1", {"vip": True})
+    assert [a["data"]["rule"] for a in hit] == ["card_likely"]
+    assert raised("plain1", {"vip": False}) == []
+    assert raised("has_card", {"vip": True, "gold_card": True}) == []
