@@ -101,9 +101,11 @@ def start_ingest(port: int, customers: int, events_per_s: int, duration: float) 
     return p
 
 
-def load_customers(settings: Settings, customers: int, console: Any) -> float:
+def load_customers(settings: Settings, customers: int, console: Any, bursts: int = 1) -> float:
+    """Onboard `customers` and `bursts` activity bursts each (on average), through the API's
+    ingest path and the flow; returns events/s end to end."""
     path = Path(tempfile.mkdtemp()) / "events.jsonl"
-    n = write_events(path, customers, rounds=max(1, customers // 200))
+    n = write_events(path, customers, rounds=max(1, bursts * customers // 200))
     t = time.monotonic()
     feed(settings, path, console)
     wait_drained(settings, console)

@@ -2,10 +2,11 @@
 
     ./nb bench soak [--minutes 5] [--decision-rate 100] [--event-rate 1000] [--read-rate 20]
                     [--feedback-rate 5] [--customers 20000] [--interval 30] [--workers 1]
-                    [--time-scale S]
+                    [--time-scale S] [--history 5]
 
 Starts the engine (embedded Redis, flow, API) as `nextbest up` does, loads a simulated
-population through the real ingest path and flow (bench/bench_api.py), then keeps four clients
+population with `--history` activity bursts per customer through the real ingest path and flow
+(bench/bench_api.py), then keeps four clients
 running side by side for `--minutes`: open-loop decisions and event batches (bench/load.py,
 latency from each request's scheduled send time), open-loop customer reads (profile and
 next-best-action), and a closed loop of decision + feedback pairs. Event time runs faster than
@@ -255,13 +256,17 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--customers", type=int, default=20_000)
     ap.add_argument("--interval", type=float, default=30.0)
     ap.add_argument("--workers", type=int, default=1)
+    ap.add_argument("--history", type=int, default=5,
+                    help="activity bursts per customer loaded first (fills the ten recent "
+                         "interactions each customer keeps)")
     ap.add_argument("--time-scale", type=float, default=None,
                     help="event seconds per wall second (default: 90 days pass in the warm-up)")
     args = ap.parse_args(argv)
     interval = min(args.interval, args.minutes * 60 / 6)  # at least six rows
     # A customer's state is bounded by design (minute, hour and day buckets up to 90 days, ten
-    # recent interactions, decisions pending for their 7-day reward window) but fills for 90
-    # days of event time; at wall-clock speed a soak of minutes would mistake that for a leak.
+    # recent interactions, decisions pending for their 7-day reward window, the latest 512
+    # event ids) but fills: by event time, which runs fast here, and by count, which the loaded
+    # history fills; a soak of minutes at wall-clock speed would mistake filling for a leak.
     args.time_scale = args.time_scale or LONGEST_WINDOW_S / warmup_s(args.minutes)
     n = max(1, round(args.minutes * 60 / interval))
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="nb-soak-")), api_port=free_port(),
@@ -272,7 +277,7 @@ def main(argv: list[str]) -> None:
           f"{args.time_scale:,.0f}, a row every {interval:g} s, {os.cpu_count()} cores shared by "
           f"Redis, flow, API and clients", flush=True)
     with Engine(settings) as engine:
-        load_customers(settings, args.customers, Console())
+        load_customers(settings, args.customers, Console(), bursts=args.history)
         rows = run(engine, args, interval, n)
         drain_s = wait_drained(engine, CRITERIA["drain_s"])
         result = {"args": vars(args), "interval_s": interval, "rows": rows,

@@ -7,6 +7,7 @@ bytewax's per-customer state; tests call it directly.
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,7 @@ from engine.types import Event
 from engine.vector import vectorize
 
 Output = tuple[Any, ...]
+MAX_PENDING = 64  # decisions awaiting feedback per customer; beyond, the oldest count as ignored
 
 
 @dataclass
@@ -41,9 +43,25 @@ class Context:
 @dataclass
 class Pending:
     ts: float
-    x: dict[str, float]
+    x: tuple[tuple[str, ...], array] | dict[str, float]  # packed (`_pack`); a dict in old snapshots
     deadlines: dict[str, float]
     channel: str | None = None
+
+    def inputs(self) -> dict[str, float]:
+        """The model inputs the decision was made with."""
+        if isinstance(self.x, dict):
+            return self.x
+        keys, values = self.x
+        return dict(zip(keys, values))
+
+
+def _pack(x: dict[str, float], like: Pending | None) -> tuple[tuple[str, ...], array]:
+    """A decision's inputs as names + float64 values (exact; a tenth of a dict's memory), the
+    names shared with the customer's previous pending decision when they are the same."""
+    keys = tuple(x)
+    if like is not None and not isinstance(like.x, dict) and like.x[0] == keys:
+        keys = like.x[0]
+    return keys, array("d", x.values())
 
 
 @dataclass
@@ -97,9 +115,14 @@ def _example(model: str, x: dict[str, float], y: bool, ts: float, **extra: Any) 
 def _on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
     served = ev.get("offers", [])
     deadlines = {o: ev["ts"] + ctx.reward_window(o) for o in served}
-    c.pending[ev["decision_id"]] = Pending(ev["ts"], ev.get("x", {}), deadlines, ev.get("channel"))
+    last = next(reversed(c.pending.values()), None)
+    c.pending[ev["decision_id"]] = Pending(ev["ts"], _pack(ev.get("x", {}), last), deadlines,
+                                           ev.get("channel"))
     c.decisions = (c.decisions + [ev["decision_id"]])[-20:]
-    out: list[Output] = [("impression", "offer:" + o, False, ev["ts"]) for o in served]
+    out: list[Output] = []
+    while len(c.pending) > MAX_PENDING:  # a bound on state: the oldest is settled as ignored
+        out += _settle(c, next(iter(c.pending)), ev["ts"], everything=True)
+    out += [("impression", "offer:" + o, False, ev["ts"]) for o in served]
     out += [("impression", "offer:" + o, True, ev["ts"]) for o in ev.get("held_out", [])]
     for o, control in [(o, False) for o in served] + [(o, True) for o in ev.get("held_out", [])]:
         out += uplift.track(c.exposures, o, ev["ts"] + ctx.reward_window(o), control, ctx.category(o))
@@ -118,7 +141,7 @@ def _on_feedback(c: Customer, ev: Event, x_now: dict[str, float]) -> list[Output
     if not pend.deadlines:
         del c.pending[ev["decision_id"]]
     return [
-        _example("offer:" + offer, pend.x or x_now, accepted, ev["ts"]),
+        _example("offer:" + offer, pend.inputs() or x_now, accepted, ev["ts"]),
         ("feedback", "offer:" + offer, outcome, value, False, ev["ts"]),
     ]
 
@@ -127,14 +150,21 @@ def _expire(c: Customer, now: float) -> list[Output]:
     """Offers with no feedback within their reward window count as ignored (a negative)."""
     out: list[Output] = []
     for did in list(c.pending):
-        pend = c.pending[did]
-        for offer, deadline in list(pend.deadlines.items()):
-            if deadline < now:
-                del pend.deadlines[offer]
-                out.append(_example("offer:" + offer, pend.x, False, deadline))
-                out.append(("feedback", "offer:" + offer, "ignored", 0.0, False, deadline))
-        if not pend.deadlines:
-            del c.pending[did]
+        out += _settle(c, did, now)
+    return out
+
+
+def _settle(c: Customer, did: str, now: float, everything: bool = False) -> list[Output]:
+    """Offers of a pending decision past their deadline (or all of them) count as ignored."""
+    pend, out = c.pending[did], []
+    for offer, deadline in list(pend.deadlines.items()):
+        if deadline < now or everything:
+            del pend.deadlines[offer]
+            at = min(deadline, now)
+            out.append(_example("offer:" + offer, pend.inputs(), False, at))
+            out.append(("feedback", "offer:" + offer, "ignored", 0.0, False, at))
+    if not pend.deadlines:
+        del c.pending[did]
     return out
 
 
@@ -160,6 +190,8 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
         # clicks alone do not move outcome scores enough to re-score (the API re-scores on read)
         _finish(c, ctx, out, rescore=any(ev["type"] not in ("click", "decision") for ev in events),
                 events=events)
+    if c is not None:
+        c.state.release()
     return c, out
 
 
@@ -178,7 +210,7 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     st = c.state
     if st.is_duplicate(ev["event_id"]):
         return False
-    st.remember(ev["event_id"], ev["ts"])
+    st.remember(ev["event_id"])
     kind = ev["type"]
     if kind == "decision":
         out += _on_decision(c, ev, ctx)
@@ -311,6 +343,6 @@ def snapshot(c: Customer, features: dict[str, float], sc: dict[str, Any]) -> dic
     return {
         "f": st.stored() if features is st.features() else compact(features),
         "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
-        "r": st.recent, "s": sc, "ids": sorted(st.anonymous_ids), "d": c.decisions[-5:],
+        "r": st.interactions(), "s": sc, "ids": sorted(st.anonymous_ids), "d": c.decisions[-5:],
         "v": value.summary(st.purchase_days, st.purchase_total, st.purchase_count, st.last_ts),
     }

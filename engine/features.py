@@ -30,6 +30,9 @@ from math import exp, log
 from operator import attrgetter
 from typing import Any
 
+import orjson
+
+from engine import seen as seen_ids
 from engine.cart import Cart
 from engine.decay import Decayed, DecayedMean
 from engine.featureset import (
@@ -53,7 +56,6 @@ __all__ = ["DAY", "FEATURES", "CustomerState", "compact", "expand"]
 LATENESS = 3600.0  # default of settings.lateness_s
 INTEREST_HALF_LIFE = 7 * DAY
 SENTIMENT_SHORT, SENTIMENT_LONG = 7 * DAY, 90 * DAY
-MAX_SEEN = 512
 MAX_RECENT = 10
 COMPLAINT_REASONS = frozenset({"complaint", "cancel_request"})
 OPEN_OUTCOMES = frozenset({"unresolved", "escalated", "callback"})
@@ -77,7 +79,7 @@ class CustomerState:
         self.lateness = lateness
         self.first_ts: float | None = None
         self.last_ts = 0.0
-        self.seen: dict[str, float] = {}
+        self.seen = bytearray()  # digests of the latest event ids (engine.seen)
         self.windows: dict[str, Windowed] = {}  # measure -> its windows, once it has an event
         self.counts: dict[str, int] = dict.fromkeys(MEASURES, 0)  # lifetime, per measure
         self.totals: dict[str, int] = dict.fromkeys(AMOUNTS, 0)  # lifetime, 1/SCALE units: exact
@@ -98,7 +100,7 @@ class CustomerState:
         self.owner: str | None = None
         self.consent: dict[str, bool] = {}
         self.anonymous_ids: set[str] = set()
-        self.recent: list[dict[str, Any]] = []
+        self.recent: list[str] = []  # the latest interactions as JSON, oldest first
         self.recent_keys: list[tuple[float, str]] = []
         self._cache: tuple[float, Features, Features] | None = None
         self._commerce: Features | None = None
@@ -112,13 +114,19 @@ class CustomerState:
         return self.counts["purchase"]
 
     def is_duplicate(self, event_id: str) -> bool:
-        return event_id in self.seen
+        return seen_ids.contains(self.seen, event_id)
 
-    def remember(self, event_id: str, ts: float) -> None:
-        self.seen[event_id] = ts
-        if len(self.seen) > MAX_SEEN:
-            for eid in sorted(self.seen, key=lambda e: (self.seen[e], e))[: MAX_SEEN // 4]:
-                del self.seen[eid]
+    def remember(self, event_id: str) -> None:
+        seen_ids.add(self.seen, event_id)
+
+    def interactions(self) -> list[orjson.Fragment]:
+        """The latest interactions, oldest first, ready for `orjson.dumps`."""
+        return [orjson.Fragment(r) for r in self.recent]
+
+    def release(self) -> None:
+        """Drop the cached features: the flow calls this once a batch is written (~10 KB a
+        customer that would otherwise stay in memory until the customer's next event)."""
+        self._cache = None
 
     def update(self, event: Event) -> None:
         """Fold one validated event into the state (duplicates are the caller's concern)."""
@@ -152,7 +160,9 @@ class CustomerState:
         key = (ts, str(event.get("event_id", "")))
         i = bisect(self.recent_keys, key)
         self.recent_keys.insert(i, key)
-        self.recent.insert(i, {k: event[k] for k in _RECENT_FIELDS if k in event})
+        # as JSON: a third of a dict's memory, and written into the profile as it is (a str:
+        # orjson's bytes come from a 1 KiB buffer shrunk in place, which fragments the heap)
+        self.recent.insert(i, _json({k: event[k] for k in _RECENT_FIELDS if k in event}))
         if len(self.recent) > MAX_RECENT:
             del self.recent[0], self.recent_keys[0]
 
@@ -326,6 +336,7 @@ class CustomerState:
         plain, windows, sessions, cart, interest, short, long = data
         st = cls(plain[0])
         st.__dict__.update(zip(_PLAIN, plain))
+        st._upgrade()
         st.windows = {m: Windowed.load(w) for m, w in windows.items()}
         st.sessions, st.cart = Sessions.load(sessions), Cart.load(cart)
         st.interest = {cat: Decayed.load(d) for cat, d in interest.items()}
@@ -339,6 +350,13 @@ class CustomerState:
             self.totals["purchase"] = round(state.pop("purchase_total") * SCALE)
             self.totals["refund"] = round(state.pop("refund_total", 0.0) * SCALE)
         self.__dict__.update(state)
+        self._upgrade()
+
+    def _upgrade(self) -> None:
+        """Remembered ids and interactions as snapshots from before digests and JSON held them."""
+        if isinstance(self.seen, dict):
+            self.seen = seen_ids.from_dict(self.seen)
+        self.recent = [_json(r) if isinstance(r, dict) else r for r in self.recent]
 
 
 # What `CustomerState.__reduce__` pickles as is. Only ever append: a snapshot holds a prefix.
@@ -347,6 +365,10 @@ _PLAIN = ("customer_id", "lateness", "first_ts", "last_ts", "seen", "counts", "t
           "purchase_days", "attributes", "stamps", "owner", "consent", "anonymous_ids", "recent",
           "recent_keys")
 _plain = attrgetter(*_PLAIN)
+
+
+def _json(obj: dict[str, Any]) -> str:
+    return orjson.dumps(obj).decode()
 
 
 def _restore(data: tuple[Any, ...]) -> CustomerState:

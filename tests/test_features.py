@@ -59,7 +59,7 @@ def state_of(events: list[dict[str, Any]], lateness: float = 3600.0) -> Customer
     st = CustomerState("c1", lateness)
     for e in events:
         if not st.is_duplicate(e["event_id"]):
-            st.remember(e["event_id"], e["ts"])
+            st.remember(e["event_id"])
             st.update(e)
         st.features()  # read after every event, as the flow does: reads must not change state
     return st
