@@ -14,6 +14,7 @@ from starlette.exceptions import HTTPException
 
 from api import console, errors, metrics
 from api.auth import KeyRing
+from api.batching import Batcher
 from api.context import AppState, RateLimiter
 from api.fallback import Fallback
 from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, watch
@@ -112,6 +113,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             st.ingest_sha = hashlib.sha1(store.INGEST_LUA.encode()).hexdigest()
         st.policy = PolicyHolder(settings.rules_dir / "policy.yaml")
+        st.batcher = Batcher(r) if settings.redis_batching else None
         app.state.nb = st
         stop = asyncio.Event()
         task = asyncio.create_task(watch(sub, st.models, st.catalog, poll_s=settings.models_poll_s,

@@ -5,10 +5,12 @@ from __future__ import annotations
 import random
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import redis.asyncio as aioredis
 
 from api.auth import KeyRing
+from api.batching import Batcher
 from api.errors import ApiError
 from api.fallback import Breaker
 from api.registry import CatalogHolder, ModelRegistry, PolicyHolder
@@ -46,3 +48,10 @@ class AppState:
     breaker: Breaker = field(default_factory=Breaker)
     policy: PolicyHolder | None = None
     ingest_sha: str = ""
+    batcher: Batcher | None = None  # auto-pipelining; None: each pipeline is its own round trip
+
+    async def send(self, pipe: aioredis.client.Pipeline) -> list[Any]:
+        """Run a pipeline's commands: batched with other requests' when batching is on."""
+        if self.batcher is not None:
+            return await self.batcher.execute(pipe)
+        return list(await pipe.execute())

@@ -55,7 +55,7 @@ async def execute(st: Any, pipe: Any) -> list[Any]:
     """Run a pipeline holding ingest calls; reload the script once if Redis lost it."""
     commands = connect.queued(pipe)
     try:
-        return list(await pipe.execute())
+        return await st.send(pipe)
     except NoScriptError:
         st.ingest_sha = await st.redis.script_load(store.INGEST_LUA)
         retry = st.redis.pipeline(transaction=False)
@@ -63,7 +63,7 @@ async def execute(st: Any, pipe: Any) -> list[Any]:
             if args[0] == "EVALSHA":
                 args = ("EVALSHA", st.ingest_sha, *args[2:])
             retry.execute_command(*args, **options)
-        return list(await retry.execute())
+        return await st.send(retry)
 
 
 async def dead_letter(r: aioredis.Redis, maxlen: int, items: list[tuple[bytes, str]],

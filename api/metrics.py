@@ -23,6 +23,10 @@ MODEL_DRIFTS = Gauge("nextbest_model_drifts", "Quality drifts detected per model
                      multiprocess_mode="max")
 ACCEPTANCE = Gauge("nextbest_offer_acceptance_rate", "Acceptance rate per offer", ["offer"],
                    multiprocess_mode="max")
+REDIS_ROUND_TRIPS = Counter("nextbest_redis_round_trips_total",
+                            "Redis round trips of batched request pipelines (api/batching.py)")
+REDIS_BATCHED = Counter("nextbest_redis_batched_pipelines_total",
+                        "Request pipelines sent in those round trips")
 WEBHOOKS = Gauge("nextbest_webhook_deliveries_total",
                  "Webhook deliveries by result (delivered, retried, failed), from the worker",
                  ["result"], multiprocess_mode="max")

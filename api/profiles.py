@@ -32,7 +32,7 @@ async def fetch(st: Any, cid: str, extra: list[str] | None = None,
         pipe.get(key)
     for key in hashes or []:
         pipe.hgetall(key)
-    raw, clock, consent, *rest = await pipe.execute()
+    raw, clock, consent, *rest = await st.send(pipe)
     clock_ts = float(clock) if clock else 0.0
     return with_consent(store.decode(raw), consent), clock_ts, rest
 

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
     api_keys: dict[str, list[str]] = Field(default_factory=dict)
     rate_limit_per_s: float = 0.0
     redis_timeout_s: float = Field(default=0.25, gt=0)  # API calls to Redis: fail fast, fall back
+    redis_batching: bool = True  # API: concurrent requests share Redis round trips (api/batching.py)
     model_secret: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
     currency: str = "EUR"

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from bisect import bisect
 from math import exp, log
-from operator import attrgetter
 from typing import Any
 
 import orjson
@@ -269,12 +268,17 @@ class CustomerState:
         """Only the features away from their default, so nothing needs filtering after; and
         the interest per category, for the shares."""
         out: Features = {}
+        empty = []
         for measure, windowed in self.windows.items():
             for (ckey, akey), (count, units) in zip(_WKEYS[measure], windowed.sums_at(now)):
                 if count:
                     out[ckey] = count
                     if akey and units:
                         out[akey] = units / SCALE
+            if windowed.empty():
+                empty.append(measure)
+        for measure in empty:  # nothing left in any window: as if the measure never happened
+            del self.windows[measure]
         out.update({_SINCE[kind]: round((now - seen) / DAY, 4) for kind, seen in self.last.items()})
         if self.counts["click"]:
             counts, length, clicks, last = self.sessions.summary(now)
@@ -320,51 +324,24 @@ class CustomerState:
             out["calls_reason_" + reason] = count
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Pickled as plain data under one function: the flow snapshots every customer it
-        touched in each epoch, and nested objects (a reduce call each) tripled that cost."""
+        """Pickled as plain data under one function (engine/statecodec.py)."""
         return _restore, (self.dump(),)
 
     def dump(self) -> tuple[Any, ...]:
-        """The state as plain data (dicts, lists, tuples, numbers, strings); `load` inverts it."""
-        return (_plain(self), {m: w.dump() for m, w in self.windows.items()},
-                self.sessions.dump(), self.cart.dump(),
-                {cat: d.dump() for cat, d in self.interest.items()},
-                self.sentiment_short.dump(), self.sentiment_long.dump())
+        from engine import statecodec
+
+        return statecodec.dump(self)
 
     @classmethod
     def load(cls, data: tuple[Any, ...]) -> CustomerState:
-        plain, windows, sessions, cart, interest, short, long = data
-        st = cls(plain[0])
-        st.__dict__.update(zip(_PLAIN, plain))
-        st._upgrade()
-        st.windows = {m: Windowed.load(w) for m, w in windows.items()}
-        st.sessions, st.cart = Sessions.load(sessions), Cart.load(cart)
-        st.interest = {cat: Decayed.load(d) for cat, d in interest.items()}
-        st.sentiment_short, st.sentiment_long = DecayedMean.load(short), DecayedMean.load(long)
-        return st
+        from engine import statecodec
+
+        return statecodec.load(data)
 
     def __setstate__(self, state: dict[str, Any]) -> None:  # snapshots from before __reduce__
-        self.__dict__.update(CustomerState(state["customer_id"]).__dict__)
-        if "purchase_total" in state:  # a snapshot from before lifetime totals per measure
-            self.counts["purchase"] = state.pop("purchase_count", 0)
-            self.totals["purchase"] = round(state.pop("purchase_total") * SCALE)
-            self.totals["refund"] = round(state.pop("refund_total", 0.0) * SCALE)
-        self.__dict__.update(state)
-        self._upgrade()
+        from engine import statecodec
 
-    def _upgrade(self) -> None:
-        """Remembered ids and interactions as snapshots from before digests and JSON held them."""
-        if isinstance(self.seen, dict):
-            self.seen = seen_ids.from_dict(self.seen)
-        self.recent = [_json(r) if isinstance(r, dict) else r for r in self.recent]
-
-
-# What `CustomerState.__reduce__` pickles as is. Only ever append: a snapshot holds a prefix.
-_PLAIN = ("customer_id", "lateness", "first_ts", "last_ts", "seen", "counts", "totals", "last",
-          "bought", "call_reasons", "calls_unresolved", "calls_escalated", "last_call",
-          "purchase_days", "attributes", "stamps", "owner", "consent", "anonymous_ids", "recent",
-          "recent_keys")
-_plain = attrgetter(*_PLAIN)
+        statecodec.legacy(self, state)
 
 
 def _json(obj: dict[str, Any]) -> str:

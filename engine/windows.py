@@ -96,6 +96,10 @@ class Windowed:
                 lo = new - SPEC[k][1]
                 self.sums[k] = [sum(c for i, c in counts.items() if lo < i <= new),
                                 sum(a for i, a in amounts.items() if lo < i <= new)]
+            if hi is None:  # a restored or new state: what no window holds can go at once
+                for i in [i for i in counts if i <= new - _KEEP[g]]:
+                    del counts[i]
+                    amounts.pop(i, None)
         else:
             entered = _sums(counts, amounts, hi, new)  # the same for every window of the grain
             for k in _BY_GRAIN[g]:
@@ -114,6 +118,11 @@ class Windowed:
                     del counts[i]
                     amounts.pop(i, None)
         self.hi[g] = new
+
+    def empty(self) -> bool:
+        """No bucket left (every one fell out of every window): reads give zeros, and an event
+        added to a new `Windowed` gives the same figures as one added here."""
+        return not any(self.counts.values())
 
     def __getstate__(self) -> dict[str, Any]:
         return {"counts": self.counts, "amounts": self.amounts}  # sums: rebuilt on first read

@@ -134,3 +134,19 @@ def test_recent_interactions_are_kept_as_json_and_written_as_objects() -> None:
     legacy = CustomerState("c1")
     legacy.__setstate__({**legacy.__dict__, "recent": [{"type": "click", "ts": T0}]})
     assert legacy.recent == ['{"type":"click","ts":' + orjson.dumps(T0).decode() + "}"]
+
+
+def test_a_measure_with_nothing_left_in_any_window_is_dropped_exactly() -> None:
+    """A customer's one refund, 100 days before the rest: its windows go, and the features
+    (and a late refund after that) are those of a state that never had them."""
+    old = [ev("r1", "transaction", T0, "c1", kind="refund", amount=5.0)]
+    later = [ev(f"k{i}", "click", T0 + 100 * DAY + i, "c1", action="search") for i in range(3)]
+    late = [ev("r2", "transaction", T0 + 100 * DAY - 600, "c1", kind="refund", amount=2.0)]
+    c, _ = process_batch(None, old + later, Context())
+    assert "refund" not in c.state.windows and "click" in c.state.windows
+    c, _ = process_batch(c, late, Context())
+    fresh, _ = process_batch(None, later + late, Context())
+    windowed = {k: v for k, v in c.state.features().items() if k.startswith("refund_")}
+    assert windowed == {k: v for k, v in fresh.state.features().items() if k.startswith("refund_")}
+    assert windowed["refund_count_1d"] == 1 and windowed["refund_amount_1d"] == 2.0
+    assert c.state.features()["refunds"] == 2  # lifetime figures keep everything
