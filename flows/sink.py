@@ -133,9 +133,9 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             return
         if self.cluster:
             for cid, doc in profiles.items():
-                pipe.set(store.customer(cid), doc)
+                pipe.set(store.customer(cid), store.compress(doc))
         else:
-            pipe.mset({store.customer(cid): doc for cid, doc in profiles.items()})
+            pipe.mset({store.customer(cid): store.compress(doc) for cid, doc in profiles.items()})
         if known := [cid for cid in profiles if not cid.startswith("anon:")]:
             pipe.sadd(store.CUSTOMERS, *known)
         profiles.clear()

@@ -150,3 +150,13 @@ def test_a_measure_with_nothing_left_in_any_window_is_dropped_exactly() -> None:
     assert windowed == {k: v for k, v in fresh.state.features().items() if k.startswith("refund_")}
     assert windowed["refund_count_1d"] == 1 and windowed["refund_amount_1d"] == 2.0
     assert c.state.features()["refunds"] == 2  # lifetime figures keep everything
+
+
+def test_profile_documents_are_stored_compressed_and_read_either_way() -> None:
+    events = rich_events(random.Random(9), n=60)
+    _, out = process_batch(None, events, Context())
+    doc = next(o[2] for o in out if o[0] == "profile")
+    raw = store.encode(doc)
+    packed = store.compress(raw)
+    assert len(packed) < len(raw) / 2
+    assert store.decode(packed) == store.decode(raw) == orjson.loads(raw)
