@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import drift, uplift, value
+from engine import drift, statecodec, uplift, value
 from engine.alerts import Cooldown, alive_alert, churn_alert
 from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
@@ -83,14 +83,14 @@ class Customer:
         """Plain data under one function, like `CustomerState` (a snapshot per touched
         customer per epoch)."""
         rest = dict(self.__dict__)
-        rest["state"] = self.state.dump()
+        rest["state"] = statecodec.dump(self.state)
         rest["pending"] = {d: (p.ts, p.x, p.deadlines, p.channel) for d, p in self.pending.items()}
         rest["cooldown"] = vars(self.cooldown)
         return _restore, (rest,)
 
 
 def _restore(rest: dict[str, Any]) -> Customer:
-    c = Customer(CustomerState.load(rest.pop("state")))
+    c = Customer(statecodec.load(rest.pop("state")))
     c.pending = {d: Pending(*p) for d, p in rest.pop("pending").items()}
     c.cooldown.__dict__.update(rest.pop("cooldown"))
     c.__dict__.update(rest)

@@ -161,7 +161,7 @@ class CustomerState:
         self.recent_keys.insert(i, key)
         # as JSON: a third of a dict's memory, and written into the profile as it is (a str:
         # orjson's bytes come from a 1 KiB buffer shrunk in place, which fragments the heap)
-        self.recent.insert(i, _json({k: event[k] for k in _RECENT_FIELDS if k in event}))
+        self.recent.insert(i, to_json({k: event[k] for k in _RECENT_FIELDS if k in event}))
         if len(self.recent) > MAX_RECENT:
             del self.recent[0], self.recent_keys[0]
 
@@ -325,18 +325,9 @@ class CustomerState:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Pickled as plain data under one function (engine/statecodec.py)."""
-        return _restore, (self.dump(),)
-
-    def dump(self) -> tuple[Any, ...]:
         from engine import statecodec
 
-        return statecodec.dump(self)
-
-    @classmethod
-    def load(cls, data: tuple[Any, ...]) -> CustomerState:
-        from engine import statecodec
-
-        return statecodec.load(data)
+        return _restore, (statecodec.dump(self),)
 
     def __setstate__(self, state: dict[str, Any]) -> None:  # snapshots from before __reduce__
         from engine import statecodec
@@ -344,9 +335,11 @@ class CustomerState:
         statecodec.legacy(self, state)
 
 
-def _json(obj: dict[str, Any]) -> str:
+def to_json(obj: dict[str, Any]) -> str:
     return orjson.dumps(obj).decode()
 
 
 def _restore(data: tuple[Any, ...]) -> CustomerState:
-    return CustomerState.load(data)
+    from engine import statecodec
+
+    return statecodec.load(data)

@@ -14,7 +14,7 @@ from typing import Any
 from engine import seen as seen_ids
 from engine.cart import Cart
 from engine.decay import Decayed, DecayedMean
-from engine.features import CustomerState, _json
+from engine.features import CustomerState, to_json
 from engine.sessions import Sessions
 from engine.windows import SCALE, Windowed
 
@@ -61,4 +61,4 @@ def upgrade(st: CustomerState) -> None:
     """Remembered ids and interactions as snapshots from before digests and JSON held them."""
     if isinstance(st.seen, dict):
         st.seen = seen_ids.from_dict(st.seen)
-    st.recent = [_json(r) if isinstance(r, dict) else r for r in st.recent]
+    st.recent = [to_json(r) if isinstance(r, dict) else r for r in st.recent]
