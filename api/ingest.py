@@ -78,6 +78,5 @@ async def dead_letter(r: aioredis.Redis, maxlen: int, items: list[tuple[bytes, s
                               "ts": str(time.time())}, maxlen=maxlen, approximate=True)
     pipe.hincrby(store.STATS, "deadlettered", len(items))
     record = sourcedrift.dead_letter_record([sourcedrift.channel_of_raw(raw) for raw, _ in items])
-    pipe.xadd(store.stream(0), {"e": store.encode(record)})  # trimmed by the next event's append
-    pipe.incr(store.ingested(0))
+    store.append_record(pipe, record)
     await pipe.execute()

@@ -103,15 +103,31 @@ def customer_keys(cid: str) -> list[str]:
 
 
 # KEYS: stream, seen-key, ingested-counter. ARGV: payload, dedup ttl, maxlen.
-# Adds the event once per event id; returns 1 when added, 0 for a duplicate.
+# Adds the event once per event id; returns 1 when added, 0 for a duplicate. Each entry carries
+# its number `n` on the partition's ingested counter: the flow's processed counter is the `n`
+# of the last entry it processed, so `ingested - processed` stays exact when entries are
+# deleted before the flow reads them (erasure) or a restarted flow re-reads fewer of them.
 INGEST_LUA = """
 if redis.call('SET', KEYS[2], '1', 'NX', 'EX', ARGV[2]) then
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[1])
-  redis.call('INCR', KEYS[3])
+  local n = redis.call('INCR', KEYS[3])
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'e', ARGV[1], 'n', n)
   return 1
 end
 return 0
 """
+
+# KEYS: stream, ingested-counter. ARGV: payload. An internal record, numbered as INGEST_LUA does
+# (no dedup, no trim: the next event's append trims).
+RECORD_LUA = """
+local n = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'n', n)
+return n
+"""
+
+
+def append_record(pipe: Any, record: dict[str, Any], p: int = 0) -> None:
+    """Queue an internal record on partition `p`'s stream, numbered (RECORD_LUA)."""
+    pipe.eval(RECORD_LUA, 2, stream(p), ingested(p), encode(record))
 
 # KEYS: clock. ARGV: ts. Moves the clock forward only.
 CLOCK_LUA = """

@@ -17,7 +17,7 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from config import connect
 from engine import store
 
-# partition, sequence number within it, raw event JSON, stream entry id
+# partition, the entry's number on the partition's ingested counter, raw event JSON, stream entry id
 Item = tuple[int, int, bytes, str]
 _IDLE = timedelta(milliseconds=20)
 
@@ -49,7 +49,8 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
         self._awake = None
         out: list[Item] = []
         for entry_id, fields in res[0][1]:
-            self.seq += 1
+            n = fields.get(b"n")  # the entry's number (store.INGEST_LUA); counted if absent
+            self.seq = int(n) if n else self.seq + 1
             self.last_id = entry_id.decode()
             out.append((self.p, self.seq, fields.get(b"e", b""), self.last_id))
         return out

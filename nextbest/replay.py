@@ -38,8 +38,7 @@ def _flush(client: connect.Sync, sha: str, settings: Settings,
         pipe.hincrby(store.STATS, "deadlettered", len(bad))
         # per-source dead-letter counts for the flow's spike check (engine/sourcedrift.py)
         rec = sourcedrift.dead_letter_record([sourcedrift.channel_of_raw(raw) for raw, _ in bad])
-        pipe.xadd(store.stream(0), {"e": store.encode(rec)})
-        pipe.incr(store.ingested(0))
+        store.append_record(pipe, rec)
     res = pipe.execute()
     return sum(int(x) for x in res[: len(good)])
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import httpx
+import redis
 
 from config import Settings
+from engine import store
 from nextbest.engine import Engine
 from nextbest.redis_server import RedisServer, free_port
 from tests.conftest import ALL, ev, wait_for
@@ -54,6 +57,24 @@ def traffic(c: httpx.Client) -> None:
     c.delete(f"/v1/customers/{who}")
 
 
+def stuck(c: httpx.Client, engine: Engine, s: Settings, server: RedisServer) -> str:
+    """What a stalled flow looks like: each partition's counters and stream ends, the flow's
+    stacks (py-spy, when installed) and its log."""
+    r = redis.Redis.from_url(s.redis_url)
+    parts = []
+    for p in range(s.partitions):
+        info = r.xinfo_stream(store.stream(p)) if r.exists(store.stream(p)) else {}
+        parts.append((p, r.get(store.ingested(p)), r.get(store.processed(p)),
+                      info.get("last-generated-id"), info.get("length")))
+    proc = engine.procs["flow"]
+    exe = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    spy = subprocess.run([exe, "dump", "--pid", str(proc.pid)], capture_output=True,
+                         text=True) if exe else None
+    return repr((c.get("/v1/status").json(), "partitions", parts, "flow exit", proc.poll(),
+                 spy.stdout[-6000:] if spy else "no py-spy",
+                 (s.data_dir / "flow.log").read_text()[-2000:]))
+
+
 def test_no_key_password_or_personal_data_in_logs(tmp_path: Path) -> None:
     server = RedisServer(tmp_path / "r", extra=["--requirepass", PASSWORD]).start()
     s = Settings(redis_url=f"redis://:{PASSWORD}@127.0.0.1:{server.port}/0",
@@ -83,10 +104,7 @@ def test_no_key_password_or_personal_data_in_logs(tmp_path: Path) -> None:
                     try:
                         wait_for(lambda: c.get("/v1/status").json()["pending"] == 0, timeout=90)
                     except TimeoutError as exc:
-                        flow = engine.procs["flow"].poll()
-                        raise AssertionError((c.get("/v1/status").json(), "flow exit", flow,
-                                              (s.data_dir / "flow.log").read_text()[-2000:])
-                                             ) from exc
+                        raise AssertionError(stuck(c, engine, s, server)) from exc
             finally:
                 api.terminate()
                 api.wait(10)

@@ -79,3 +79,20 @@ def test_consent_withdrawal_holds_on_the_next_decision(api, flow) -> None:
     assert all(o["kind"] != "offer" for o in offers), offers
     flow.drain()
     assert get_json(api, "/v1/customers/cw")["consent"]["marketing"] is False
+
+
+def test_erasing_events_the_flow_has_not_read_leaves_nothing_pending(api, settings, r) -> None:
+    """Erasure deletes the customer's raw events from the streams, read by the flow or not: the
+    pending count (ingested - processed) must still reach 0 once the flow catches up."""
+    from tests.conftest import FlowProcess
+
+    api.post("/v1/events", json=[ev(f"u{i}", "click", T0 + i, WHO, page="/p") for i in range(5)]
+             + [ev("k2", "transaction", T0 + 9, "keep-me-too", amount=12.0)])
+    assert api.delete(f"/v1/customers/{WHO}").json()["events_removed"] == 5  # none read yet
+    proc = FlowProcess(settings)
+    try:
+        proc.drain(timeout=60)  # the erase record and keep-me-too's event are all that is left
+        assert get_json(api, "/v1/customers/keep-me-too")["features"]["total_spend"] == 12.0
+        assert api.get(f"/v1/customers/{WHO}").status_code == 404
+    finally:
+        proc.stop()
