@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -115,6 +116,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         st.policy = PolicyHolder(settings.rules_dir / "policy.yaml")
         st.batcher = Batcher(r) if settings.redis_batching else None
         app.state.nb = st
+        # What exists once started (routes, catalog, models, the app's own objects) is left out
+        # of garbage collections: a full collection walked all of it and set the p99 of
+        # decisions (500-750/s: p99 100-285 ms with this against 165-2,093 ms without, two runs
+        # each of `./nb bench api --rates 500,750`)
+        gc.collect()
+        gc.freeze()
         stop = asyncio.Event()
         task = asyncio.create_task(watch(sub, st.models, st.catalog, poll_s=settings.models_poll_s,
                                          stop=stop, policy=st.policy))

@@ -101,11 +101,19 @@ def start_ingest(port: int, customers: int, events_per_s: int, duration: float) 
     return p
 
 
-def load_customers(settings: Settings, customers: int, console: Any, bursts: int = 1) -> float:
-    """Onboard `customers` and `bursts` activity bursts each (on average), through the API's
-    ingest path and the flow; returns events/s end to end."""
+def history_rounds(customers: int, bursts: int) -> int:
+    """Rounds of 200 customers that give each customer `bursts` activity bursts on average."""
+    return max(1, bursts * customers // 200)
+
+
+def load_customers(settings: Settings, customers: int, console: Any, bursts: int = 1,
+                   span_s: float | None = None) -> float:
+    """Onboard `customers` and `bursts` activity bursts each (on average), spread over `span_s`
+    event seconds (a minute per round of 200 by default), through the API's ingest path and
+    the flow; returns events/s end to end."""
     path = Path(tempfile.mkdtemp()) / "events.jsonl"
-    n = write_events(path, customers, rounds=max(1, bursts * customers // 200))
+    rounds = history_rounds(customers, bursts)
+    n = write_events(path, customers, rounds=rounds, step=span_s / rounds if span_s else 60.0)
     t = time.monotonic()
     feed(settings, path, console)
     wait_drained(settings, console)

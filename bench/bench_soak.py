@@ -1,18 +1,27 @@
 """Soak: the whole engine at fixed rates for minutes; memory, latency and errors must hold still.
 
     ./nb bench soak [--minutes 5] [--decision-rate 100] [--event-rate 1000] [--read-rate 20]
-                    [--feedback-rate 5] [--customers 20000] [--interval 30] [--workers 1]
-                    [--time-scale S] [--history 5]
+                    [--feedback-rate 5] [--customers 2000] [--interval 30] [--workers 1]
+                    [--history 180] [--history-days 90] [--time-scale S]
 
 Starts the engine (embedded Redis, flow, API) as `nextbest up` does, loads a simulated
-population with `--history` activity bursts per customer through the real ingest path and flow
-(bench/bench_api.py), then keeps four clients
+population with `--history` activity bursts per customer spread over `--history-days` of event
+time, through the real ingest path and flow (bench/bench_api.py), then keeps four clients
 running side by side for `--minutes`: open-loop decisions and event batches (bench/load.py,
 latency from each request's scheduled send time), open-loop customer reads (profile and
-next-best-action), and a closed loop of decision + feedback pairs. Event time runs faster than
-the wall clock (`--time-scale`; by default 90 days pass within the warm-up), so a customer's
-state, bounded by design by its longest window, is full before memory is judged. Every interval
-it prints one
+next-best-action), and a closed loop of decision + feedback pairs.
+
+Memory is judged on a population whose state is full. A customer's state is bounded by design,
+but it fills by the number of events and the number of days a customer is seen, not by wall time:
+- day buckets up to 90 days;
+- 30 days of sessions;
+- ten recent interactions;
+- the latest 512 event ids;
+- decisions pending for their reward window.
+So the history gives every customer as many events over as many days as the soak will. Event time
+then runs on at the history's pace: by default a customer's visits stay `history-days /
+history` apart, `--time-scale` sets it directly. A short soak on a sparse population would
+measure the state filling up and mistake it for a leak. Every interval it prints one
 row (decision p50/p99, errors, events accepted, flow pending, RSS of the API and flow process
 trees, Redis used_memory); at the end a verdict computed from the rows, with its criteria
 printed beside it. Rows and verdict go to bench/results/soak.json.
@@ -34,7 +43,7 @@ import orjson
 import redis
 
 from bench import load
-from bench.bench_api import KEY, RESULTS, _decision, load_customers
+from bench.bench_api import KEY, RESULTS, _decision, history_rounds, load_customers
 from bench.data import START
 from bench.soak_verdict import CRITERIA, print_verdict, verdict
 from config import Settings
@@ -44,6 +53,7 @@ from nextbest.redis_server import free_port
 from nextbest.simulator import Population
 
 BATCH = 10  # events per POST /v1/events
+EVENTS_PER_BURST = 2.8  # the simulator's mean activity burst (nextbest/simulator.py)
 LONGEST_WINDOW_S = max(length for length, _ in WINDOWS.values())  # 90 days
 WARMUP_S = 60.0  # samples before this (or the first third of a short run) are left out of slopes
 
@@ -53,13 +63,14 @@ def _shifted(make: load.MakeRequest, offset: int) -> load.MakeRequest:
     return lambda i, rng: make(i + offset, rng)
 
 
-def _activity(customers: int, requests_per_s: float, scale: float) -> load.MakeRequest:
+def _activity(customers: int, requests_per_s: float, scale: float,
+              start: float = START + 86400) -> load.MakeRequest:
     """Batches of the simulator's behaviour (clicks, purchases, calls, profile and outcome
     events), event time running `scale` times faster than the wall clock."""
     pop = Population(customers, random.Random(2), START)
 
     def make(i: int, rng: random.Random) -> tuple[str, str, bytes | None]:
-        ts, evs = START + 86400 + i / requests_per_s * scale, []
+        ts, evs = start + i / requests_per_s * scale, []
         while len(evs) < BATCH:
             evs += pop.activity(rng.choice(pop.customers), ts)
         for ev in evs:
@@ -202,7 +213,7 @@ def run(engine: Engine, args: argparse.Namespace, interval: float, n: int) -> li
                                             args.decision_rate, interval, n, q)),
         mp.Process(target=_open_loop, args=("events", port,
                                             _activity(args.customers, args.event_rate / BATCH,
-                                                      args.time_scale),
+                                                      args.time_scale, args.soak_start),
                                             args.event_rate / BATCH, interval, n, q)),
         mp.Process(target=_open_loop, args=("reads", port, _reads(args.customers),
                                             args.read_rate, interval, n, q)),
@@ -253,21 +264,25 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--event-rate", type=float, default=1000.0)
     ap.add_argument("--read-rate", type=float, default=20.0)
     ap.add_argument("--feedback-rate", type=float, default=5.0)
-    ap.add_argument("--customers", type=int, default=20_000)
+    ap.add_argument("--customers", type=int, default=2_000)
     ap.add_argument("--interval", type=float, default=30.0)
     ap.add_argument("--workers", type=int, default=1)
-    ap.add_argument("--history", type=int, default=5,
-                    help="activity bursts per customer loaded first (fills the ten recent "
-                         "interactions each customer keeps)")
+    ap.add_argument("--history", type=int, default=180,
+                    help="activity bursts per customer loaded first (enough to fill the 512 "
+                         "event ids and ten recent interactions each customer keeps)")
+    ap.add_argument("--history-days", type=float, default=LONGEST_WINDOW_S / 86400,
+                    help="event days the history is spread over (the longest window fills)")
     ap.add_argument("--time-scale", type=float, default=None,
-                    help="event seconds per wall second (default: 90 days pass in the warm-up)")
+                    help="event seconds per wall second (default: customers keep the "
+                         "history's pace of visits)")
     args = ap.parse_args(argv)
     interval = min(args.interval, args.minutes * 60 / 6)  # at least six rows
-    # A customer's state is bounded by design (minute, hour and day buckets up to 90 days, ten
-    # recent interactions, decisions pending for their 7-day reward window, the latest 512
-    # event ids) but fills: by event time, which runs fast here, and by count, which the loaded
-    # history fills; a soak of minutes at wall-clock speed would mistake filling for a leak.
-    args.time_scale = args.time_scale or LONGEST_WINDOW_S / warmup_s(args.minutes)
+    span = args.history_days * 86400
+    rounds = history_rounds(args.customers, args.history)
+    args.soak_start = START + span + span / rounds
+    # visits to one customer per wall second, and the event time between two of its visits
+    visits = args.event_rate / EVENTS_PER_BURST / args.customers
+    args.time_scale = args.time_scale or span / max(1, args.history) * visits
     n = max(1, round(args.minutes * 60 / interval))
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="nb-soak-")), api_port=free_port(),
                         api_workers=args.workers, api_keys={KEY: ALL_ROLES})
@@ -277,7 +292,7 @@ def main(argv: list[str]) -> None:
           f"{args.time_scale:,.0f}, a row every {interval:g} s, {os.cpu_count()} cores shared by "
           f"Redis, flow, API and clients", flush=True)
     with Engine(settings) as engine:
-        load_customers(settings, args.customers, Console(), bursts=args.history)
+        load_customers(settings, args.customers, Console(), bursts=args.history, span_s=span)
         rows = run(engine, args, interval, n)
         drain_s = wait_drained(engine, CRITERIA["drain_s"])
         result = {"args": vars(args), "interval_s": interval, "rows": rows,
