@@ -317,7 +317,7 @@ def _alive(c: Customer, ctx: Context, rules: AlertRules, out: list[Output]) -> f
     st, limits = c.state, rules.thresholds
     bg = (ctx.value_params() or {}).get("bgnbd")
     threshold = float(limits.get("p_alive") or 0.0)
-    v = value.summary(st.purchase_days, st.purchase_total, st.purchase_count, st.last_ts)
+    v = value.summary(st.purchase_history(), st.purchase_total, st.purchase_count, st.last_ts)
     if not bg or not threshold or not v or v["x"] < 1 \
             or st.purchase_total < float(limits.get("p_alive_min_spend", 0.0)):
         return None
@@ -344,5 +344,5 @@ def snapshot(c: Customer, features: dict[str, float], sc: dict[str, Any]) -> dic
         "f": st.stored() if features is st.features() else compact(features),
         "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
         "r": st.interactions(), "s": sc, "ids": sorted(st.anonymous_ids), "d": c.decisions[-5:],
-        "v": value.summary(st.purchase_days, st.purchase_total, st.purchase_count, st.last_ts),
+        "v": value.summary(st.purchase_history(), st.purchase_total, st.purchase_count, st.last_ts),
     }

@@ -56,6 +56,7 @@ LATENESS = 3600.0  # default of settings.lateness_s
 INTEREST_HALF_LIFE = 7 * DAY
 SENTIMENT_SHORT, SENTIMENT_LONG = 7 * DAY, 90 * DAY
 MAX_RECENT = 10
+MAX_PURCHASE_DAYS = 120  # distinct purchase days kept per customer (older ones are counted)
 COMPLAINT_REASONS = frozenset({"complaint", "cancel_request"})
 OPEN_OUTCOMES = frozenset({"unresolved", "escalated", "callback"})
 _INTEREST_WEIGHT = {"product_view": 1.0, "page_view": 0.5, "search": 1.0, "add_to_cart": 3.0,
@@ -93,7 +94,9 @@ class CustomerState:
         self.last_call: tuple[float, str, str] = (-1.0, "", "")  # ts, event id, outcome
         self.sentiment_short = DecayedMean(SENTIMENT_SHORT)
         self.sentiment_long = DecayedMean(SENTIMENT_LONG)
-        self.purchase_days: set[int] = set()
+        self.purchase_days: set[int] = set()  # the latest MAX_PURCHASE_DAYS distinct days
+        self.purchase_days_dropped = 0  # distinct purchase days older than those kept
+        self.first_purchase_day: int | None = None  # once some are dropped; else min(days)
         self.attributes: dict[str, Any] = {}
         self.stamps: dict[str, tuple[float, str]] = {}  # attribute/consent/owner -> (ts, id)
         self.owner: str | None = None
@@ -111,6 +114,37 @@ class CustomerState:
     @property
     def purchase_count(self) -> int:
         return self.counts["purchase"]
+
+    def purchase_history(self) -> tuple[int, int, int] | None:
+        """(distinct purchase days, first, last) over the customer's whole history."""
+        days = self.purchase_days
+        if not days:
+            return None
+        first = min(days)
+        if self.first_purchase_day is not None:
+            first = min(first, self.first_purchase_day)
+        return len(days) + self.purchase_days_dropped, first, max(days)
+
+    def _add_purchase_day(self, day: int) -> None:
+        """Keep the latest MAX_PURCHASE_DAYS distinct days (the rhythm reads their gaps) and
+        count the older ones. A purchase older than every day kept is a new distinct day only
+        when it is before the first ever; in between it cannot be told apart and is not counted
+        (an event more than MAX_PURCHASE_DAYS purchase days late: far past the lateness bound)."""
+        days = self.purchase_days
+        if day in days:
+            return
+        if self.purchase_days_dropped and day < min(days):
+            if self.first_purchase_day is not None and day < self.first_purchase_day:
+                self.first_purchase_day = day
+                self.purchase_days_dropped += 1
+            return
+        days.add(day)
+        if len(days) > MAX_PURCHASE_DAYS:
+            oldest = min(days)
+            days.remove(oldest)
+            if self.first_purchase_day is None:  # the first drop: the set held every day
+                self.first_purchase_day = oldest
+            self.purchase_days_dropped += 1
 
     def is_duplicate(self, event_id: str) -> bool:
         return seen_ids.contains(self.seen, event_id)
@@ -218,7 +252,7 @@ class CustomerState:
         self._touch(kind, ts)
         if kind != "purchase":
             return
-        self.purchase_days.add(int(ts // DAY))
+        self._add_purchase_day(int(ts // DAY))
         for item in event.get("items", []):
             if cat := item.get("category"):
                 self.bought[cat] = self.bought.get(cat, 0.0) + float(item.get("quantity", 1))
@@ -305,7 +339,7 @@ class CustomerState:
         refunded, paid = self.totals["refund"] / SCALE, self.totals["payment"] / SCALE
         put(out, ("purchases", "frequency", "total_spend", "monetary", "refunds",
                   "total_refunded", "refund_rate", "payments", "total_paid", "categories_bought"),
-            (n, max(0, len(self.purchase_days) - 1), round(spend, 4),
+            (n, max(0, len(self.purchase_days) + self.purchase_days_dropped - 1), round(spend, 4),
              round(spend / n, 4) if n else 0.0, self.counts["refund"], round(refunded, 4),
              round(refunded / spend, 4) if spend else 0.0, self.counts["payment"],
              round(paid, 4), len(self.bought)))

@@ -22,7 +22,7 @@ from engine.windows import SCALE, Windowed
 _PLAIN = ("customer_id", "lateness", "first_ts", "last_ts", "seen", "counts", "totals", "last",
           "bought", "call_reasons", "calls_unresolved", "calls_escalated", "last_call",
           "purchase_days", "attributes", "stamps", "owner", "consent", "anonymous_ids", "recent",
-          "recent_keys")
+          "recent_keys", "purchase_days_dropped", "first_purchase_day")
 _plain = attrgetter(*_PLAIN)
 
 

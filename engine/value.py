@@ -118,12 +118,14 @@ def expected_spend(gg: dict[str, float], x: float, m: float, population_mean: fl
     return (p * (v + x * m)) / (p * x + q - 1)
 
 
-def summary(purchase_days: set[int], spend_total: float, purchases: int, now: float) -> dict[str, float]:
-    """The per-customer summary stored with the profile (days, mean spend)."""
-    if not purchase_days:
+def summary(history: tuple[int, int, int] | None, spend_total: float, purchases: int,
+            now: float) -> dict[str, float]:
+    """The per-customer summary stored with the profile (days, mean spend), from the
+    customer's (distinct purchase days, first day, last day)."""
+    if not history:
         return {}
-    first, last = min(purchase_days), max(purchase_days)
-    return {"x": len(purchase_days) - 1, "t0": first * DAY, "tl": last * DAY,
+    days, first, last = history
+    return {"x": days - 1, "t0": first * DAY, "tl": last * DAY,
             "m": round(spend_total / purchases, 4) if purchases else 0.0, "n": purchases}
 
 

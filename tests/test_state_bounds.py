@@ -159,3 +159,38 @@ def test_profile_documents_are_stored_compressed_and_read_either_way() -> None:
     packed = store.compress(raw)
     assert len(packed) < len(raw) / 2
     assert store.decode(packed) == store.decode(raw) == orjson.loads(raw)
+
+
+def test_purchase_days_are_bounded_and_still_counted_over_the_whole_history() -> None:
+    """A customer buying on 500 distinct days keeps the latest MAX_PURCHASE_DAYS of them; the
+    lifetime figures (frequency, first and last day) are the same as with every day kept."""
+    from engine import statecodec, value
+    from engine.features import MAX_PURCHASE_DAYS
+
+    days = list(range(100, 600))
+    random.Random(4).shuffle(days[-50:])  # the latest arrive out of order
+    st = CustomerState("c1")
+    for i, d in enumerate(days):
+        st.update(ev(f"p{i}", "transaction", d * DAY + 10, "c1", amount=5.0))
+    st.update(ev("again", "transaction", 599 * DAY + 99, "c1", amount=5.0))  # a day already kept
+    st.update(ev("early", "transaction", 50 * DAY, "c1", amount=5.0))  # before the first ever
+    st.update(ev("gap", "transaction", 300 * DAY, "c1", amount=5.0))  # a forgotten day: not again
+    assert len(st.purchase_days) == MAX_PURCHASE_DAYS
+    assert st.purchase_days == set(range(600 - MAX_PURCHASE_DAYS, 600))
+    assert st.purchase_history() == (501, 50, 599)
+    assert st.features()["frequency"] == 500
+    assert value.summary(st.purchase_history(), 5.0 * 503, 503, 599 * DAY)["x"] == 500
+    back = statecodec.load(pickle.loads(pickle.dumps(statecodec.dump(st))))
+    assert back.purchase_history() == (501, 50, 599) and back.purchase_days == st.purchase_days
+
+
+def test_snapshots_from_before_the_bound_keep_every_purchase_day() -> None:
+    from engine import statecodec
+
+    st = CustomerState("c1")
+    for d in (3, 9, 27):
+        st.update(ev(f"p{d}", "transaction", d * DAY, "c1", amount=1.0))
+    old = statecodec.dump(st)
+    old = (old[0][:-2], *old[1:])  # the plain fields as an older release wrote them
+    back = statecodec.load(old)
+    assert back.purchase_history() == (3, 3, 27) and back.purchase_days_dropped == 0
