@@ -26,6 +26,9 @@ def verdict(rows: list[dict[str, Any]], drain_s: float | None, warmup: float) ->
         slope = _slope(steady, f"rss_{proc}_mb")
         out[f"rss_{proc}_slope_mb_per_min"] = slope
         out[f"rss_{proc}_bounded"] = slope is not None and slope < CRITERIA["rss_slope_mb_per_min"]
+        # not judged, shown: a state still filling toward its bounds slows down, a leak does not
+        out[f"rss_{proc}_second_half_slope_mb_per_min"] = _slope(rows[len(rows) // 2:],
+                                                                  f"rss_{proc}_mb")
     out["redis_slope_mb_per_min"] = _slope(steady, "redis_used_mb")
     grown = (rows[-1]["redis_used_mb"] - rows[0]["redis_used_mb"]) * 2**20
     out["redis_bytes_per_record"] = round(grown / max(1, sum(row["records"] for row in rows[1:])))
@@ -63,7 +66,8 @@ def print_verdict(v: dict[str, Any]) -> None:
     for proc in ("api", "flow"):
         print(f"  {proc} RSS slope {v[f'rss_{proc}_slope_mb_per_min']} MB/min "
               f"(bounded if < {c['rss_slope_mb_per_min']} MB/min): "
-              f"{mark(v[f'rss_{proc}_bounded'])}")
+              f"{mark(v[f'rss_{proc}_bounded'])}; over the second half "
+              f"{v.get(f'rss_{proc}_second_half_slope_mb_per_min')} MB/min (shown, not judged)")
     print(f"  Redis slope {v['redis_slope_mb_per_min']} MB/min, {v['redis_bytes_per_record']} bytes "
           f"per appended record (streams and dedup keys grow by design up to stream_maxlen and "
           f"dedup_ttl_s; explained if <= {c['redis_bytes_per_record']}): "
