@@ -55,6 +55,7 @@ async def erase(st: Any, cid: str, doc: dict[str, Any] | None, now: float) -> di
     r, s = st.redis, st.settings
     anon_ids = list((doc or {}).get("ids", []))
     ids = {cid, *anon_ids, *("anon:" + a for a in anon_ids)}
+    decisions = {d.decode() for d in await r.zrange(store.customer_decisions(cid), 0, -1)}
     pipe = r.pipeline(transaction=False)
     for key in store.customer_keys(cid):  # one key per DEL: cluster pipelines need it
         pipe.delete(key)
@@ -63,7 +64,7 @@ async def erase(st: Any, cid: str, doc: dict[str, Any] | None, now: float) -> di
     for a in anon_ids:
         pipe.delete(store.anon(a))
         pipe.delete(store.customer("anon:" + a))
-    for d in (doc or {}).get("d", []):
+    for d in decisions | set((doc or {}).get("d", [])):
         pipe.delete(store.decision(d))
     await pipe.execute()
     partitions = {store.partition_of(routing_key(e), s.partitions) for e in

@@ -92,6 +92,12 @@ def decision(decision_id: str) -> str:
     return f"{PREFIX}:dec:{decision_id}"
 
 
+def customer_decisions(cid: str) -> str:
+    """Zset of the customer's decision ids by wall time made, for as long as their `decision`
+    keys live: erasure deletes every one of them, not only the latest the flow remembers."""
+    return f"{PREFIX}:cdec:{{{cid}}}"
+
+
 def customer_alerts(cid: str) -> str:
     """Zset of the customer's alert ids by event time (the profile's open alerts)."""
     return f"{PREFIX}:calerts:{{{cid}}}"
@@ -99,7 +105,7 @@ def customer_alerts(cid: str) -> str:
 
 def customer_keys(cid: str) -> list[str]:
     """Every per-customer key (erasure deletes these, plus anonymous links and decisions)."""
-    return [customer(cid), contact(cid), consent(cid), customer_alerts(cid)]
+    return [customer(cid), contact(cid), consent(cid), customer_alerts(cid), customer_decisions(cid)]
 
 
 # KEYS: stream, seen-key, ingested-counter. ARGV: payload, dedup ttl, maxlen.

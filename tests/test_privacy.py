@@ -96,3 +96,18 @@ def test_erasing_events_the_flow_has_not_read_leaves_nothing_pending(api, settin
         assert api.get(f"/v1/customers/{WHO}").status_code == 404
     finally:
         proc.stop()
+
+
+def test_erasure_deletes_every_decision_not_only_the_latest(api, flow, r) -> None:
+    """Each decision leaves a key naming its customer (for feedback, 30 days): erasure deletes
+    all of them, however many; the flow only remembers a customer's latest 20."""
+    api.post("/v1/events", json=[ev("m1", "transaction", T0, "many-decisions", amount=50.0)])
+    flow.drain()
+    ids = [api.post("/v1/decisions", json={"customer_id": "many-decisions"}).json()["decision_id"]
+           for _ in range(30)]
+    flow.drain()
+    assert all(r.get(store.decision(d)) == b"many-decisions" for d in ids)
+    assert api.delete("/v1/customers/many-decisions").status_code == 200
+    flow.drain()
+    assert not any(r.exists(store.decision(d)) for d in ids)
+    assert b"many-decisions" not in everything_in(r)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -87,7 +88,12 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     }
     pipe = st.redis.pipeline(transaction=False)
     await ingest.append(st, [record], pipe)
-    pipe.set(store.decision(did), cid, ex=st.settings.dedup_ttl_s)
+    ttl = st.settings.dedup_ttl_s
+    pipe.set(store.decision(did), cid, ex=ttl)
+    made, index = time.time(), store.customer_decisions(cid)  # what erasure must find
+    pipe.zadd(index, {did: made})
+    pipe.zremrangebyscore(index, "-inf", made - ttl)
+    pipe.expire(index, ttl)
     if d.ranked:
         served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked],
                                body.channel, now)
