@@ -17,8 +17,10 @@ but it fills by the number of events and the number of days a customer is seen, 
 - 30 days of sessions;
 - ten recent interactions;
 - the latest 512 event ids;
+- the latest 120 purchase days;
 - decisions pending for their reward window.
-So the history gives every customer as many events over as many days as the soak will. Event time
+So the history gives every customer as many events over as many days as the soak will (it holds
+no decisions: those fill during the first reward window of the soak itself). Event time
 then runs on at the history's pace: by default a customer's visits stay `history-days /
 history` apart, `--time-scale` sets it directly. A short soak on a sparse population would
 measure the state filling up and mistake it for a leak. Every interval it prints one
@@ -53,7 +55,7 @@ from nextbest.redis_server import free_port
 from nextbest.simulator import Population
 
 BATCH = 10  # events per POST /v1/events
-EVENTS_PER_BURST = 2.8  # the simulator's mean activity burst (nextbest/simulator.py)
+EVENTS_PER_BURST = 2.8  # the simulator's mean activity burst (2.74 over 20,000 bursts)
 LONGEST_WINDOW_S = max(length for length, _ in WINDOWS.values())  # 90 days
 WARMUP_S = 60.0  # samples before this (or the first third of a short run) are left out of slopes
 

@@ -71,10 +71,10 @@ def silence_limit(purchase_days: set[int]) -> float | None:
     return _limit(len(gaps), days[-1] - days[0], sum(g * g for g in gaps))
 
 
-# Small on purpose: an uncached call costs ~4 us (betaincinv), and each distinct purchase history
-# is a new key, so a big cache only fills the flow's memory (~250 B per entry: 65,536 entries
-# were ~16 MB, filling for minutes in the soak) for little gain; this covers the repeated calls
-# of a customer's batch.
+# Small on purpose: an uncached call costs 3.9 us (betaincinv), and each distinct purchase
+# history is a new key, so a big cache only fills the flow's memory (248 B per entry by
+# tracemalloc: 65,536 entries were ~16 MB, filling for minutes in the soak) for little gain;
+# this covers the repeated calls of a customer's batch.
 @lru_cache(maxsize=1024)
 def _limit(n: int, span: int, squares: int) -> float:
     mean = span / n

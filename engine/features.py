@@ -31,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from engine import purchases
 from engine import seen as seen_ids
 from engine.cart import Cart
 from engine.decay import Decayed, DecayedMean
@@ -56,7 +57,6 @@ LATENESS = 3600.0  # default of settings.lateness_s
 INTEREST_HALF_LIFE = 7 * DAY
 SENTIMENT_SHORT, SENTIMENT_LONG = 7 * DAY, 90 * DAY
 MAX_RECENT = 10
-MAX_PURCHASE_DAYS = 120  # distinct purchase days kept per customer (older ones are counted)
 COMPLAINT_REASONS = frozenset({"complaint", "cancel_request"})
 OPEN_OUTCOMES = frozenset({"unresolved", "escalated", "callback"})
 _INTEREST_WEIGHT = {"product_view": 1.0, "page_view": 0.5, "search": 1.0, "add_to_cart": 3.0,
@@ -94,7 +94,7 @@ class CustomerState:
         self.last_call: tuple[float, str, str] = (-1.0, "", "")  # ts, event id, outcome
         self.sentiment_short = DecayedMean(SENTIMENT_SHORT)
         self.sentiment_long = DecayedMean(SENTIMENT_LONG)
-        self.purchase_days: set[int] = set()  # the latest MAX_PURCHASE_DAYS distinct days
+        self.purchase_days: set[int] = set()  # the latest purchases.MAX_DAYS distinct days
         self.purchase_days_dropped = 0  # distinct purchase days older than those kept
         self.first_purchase_day: int | None = None  # once some are dropped; else min(days)
         self.attributes: dict[str, Any] = {}
@@ -117,34 +117,8 @@ class CustomerState:
 
     def purchase_history(self) -> tuple[int, int, int] | None:
         """(distinct purchase days, first, last) over the customer's whole history."""
-        days = self.purchase_days
-        if not days:
-            return None
-        first = min(days)
-        if self.first_purchase_day is not None:
-            first = min(first, self.first_purchase_day)
-        return len(days) + self.purchase_days_dropped, first, max(days)
-
-    def _add_purchase_day(self, day: int) -> None:
-        """Keep the latest MAX_PURCHASE_DAYS distinct days (the rhythm reads their gaps) and
-        count the older ones. A purchase older than every day kept is a new distinct day only
-        when it is before the first ever; in between it cannot be told apart and is not counted
-        (an event more than MAX_PURCHASE_DAYS purchase days late: far past the lateness bound)."""
-        days = self.purchase_days
-        if day in days:
-            return
-        if self.purchase_days_dropped and day < min(days):
-            if self.first_purchase_day is not None and day < self.first_purchase_day:
-                self.first_purchase_day = day
-                self.purchase_days_dropped += 1
-            return
-        days.add(day)
-        if len(days) > MAX_PURCHASE_DAYS:
-            oldest = min(days)
-            days.remove(oldest)
-            if self.first_purchase_day is None:  # the first drop: the set held every day
-                self.first_purchase_day = oldest
-            self.purchase_days_dropped += 1
+        return purchases.history(self.purchase_days, self.purchase_days_dropped,
+                                 self.first_purchase_day)
 
     def is_duplicate(self, event_id: str) -> bool:
         return seen_ids.contains(self.seen, event_id)
@@ -252,7 +226,8 @@ class CustomerState:
         self._touch(kind, ts)
         if kind != "purchase":
             return
-        self._add_purchase_day(int(ts // DAY))
+        self.purchase_days_dropped, self.first_purchase_day = purchases.add(
+            self.purchase_days, self.purchase_days_dropped, self.first_purchase_day, int(ts // DAY))
         for item in event.get("items", []):
             if cat := item.get("category"):
                 self.bought[cat] = self.bought.get(cat, 0.0) + float(item.get("quantity", 1))

@@ -57,7 +57,7 @@ def traffic(c: httpx.Client) -> None:
     c.delete(f"/v1/customers/{who}")
 
 
-def stuck(c: httpx.Client, engine: Engine, s: Settings, server: RedisServer) -> str:
+def stuck(c: httpx.Client, engine: Engine, s: Settings) -> str:
     """What a stalled flow looks like: each partition's counters and stream ends, the flow's
     stacks (py-spy, when installed) and its log."""
     r = redis.Redis.from_url(s.redis_url)
@@ -104,7 +104,7 @@ def test_no_key_password_or_personal_data_in_logs(tmp_path: Path) -> None:
                     try:
                         wait_for(lambda: c.get("/v1/status").json()["pending"] == 0, timeout=90)
                     except TimeoutError as exc:
-                        raise AssertionError(stuck(c, engine, s, server)) from exc
+                        raise AssertionError(stuck(c, engine, s)) from exc
             finally:
                 api.terminate()
                 api.wait(10)

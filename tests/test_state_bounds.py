@@ -165,7 +165,7 @@ def test_purchase_days_are_bounded_and_still_counted_over_the_whole_history() ->
     """A customer buying on 500 distinct days keeps the latest MAX_PURCHASE_DAYS of them; the
     lifetime figures (frequency, first and last day) are the same as with every day kept."""
     from engine import statecodec, value
-    from engine.features import MAX_PURCHASE_DAYS
+    from engine.purchases import MAX_DAYS as MAX_PURCHASE_DAYS
 
     days = list(range(100, 600))
     random.Random(4).shuffle(days[-50:])  # the latest arrive out of order
