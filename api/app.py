@@ -18,6 +18,7 @@ from api.auth import KeyRing
 from api.batching import Batcher
 from api.context import AppState, RateLimiter
 from api.fallback import Fallback
+from api.lean import Lean
 from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, watch
 from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
@@ -114,7 +115,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
             st.ingest_sha = hashlib.sha1(store.INGEST_LUA.encode()).hexdigest()
         st.policy = PolicyHolder(settings.rules_dir / "policy.yaml")
-        st.batcher = Batcher(r) if settings.redis_batching else None
+        st.batcher = Batcher(r, timeout=settings.redis_timeout_s) if settings.redis_batching else None
         app.state.nb = st
         # What exists once started (routes, catalog, models, the app's own objects) is left out
         # of garbage collections: a full collection walked all of it and set the p99 of
@@ -144,6 +145,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     for module in (events, decisions, customers, alerts, admin, health):
         app.include_router(module.router)
     app.include_router(console.router)  # the web console, matched after every API route
+    app.add_middleware(Lean, owner=app, routes={"/v1/decisions": ("decide", decisions.serve),
+                                                 "/v1/events": ("ingest", events.serve)})
     app.add_middleware(Fallback, owner=app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Timing)

@@ -18,14 +18,14 @@ import asyncio
 from typing import Any
 
 from api import metrics
+from api.wire import Commands, Wire
 from config import connect
-
-Commands = list[tuple[tuple[Any, ...], dict[str, Any]]]
 
 
 class Batcher:
-    def __init__(self, redis: Any, max_commands: int = 1024) -> None:
+    def __init__(self, redis: Any, max_commands: int = 1024, timeout: float = 0.25) -> None:
         self.redis = redis
+        self.wire = Wire(redis, timeout) if Wire.usable(redis) else None
         self.max_commands = max_commands
         self._queue: list[tuple[Commands, asyncio.Future[list[Any]]]] = []
         self._queued = 0
@@ -61,12 +61,8 @@ class Batcher:
         self.requests += len(batch)
         metrics.REDIS_ROUND_TRIPS.inc()
         metrics.REDIS_BATCHED.inc(len(batch))
-        pipe = self.redis.pipeline(transaction=False)
-        for commands, _ in batch:
-            for args, options in commands:
-                pipe.execute_command(*args, **options)
         try:
-            results = await pipe.execute(raise_on_error=False)
+            results = await self._round_trip([c for commands, _ in batch for c in commands])
         except BaseException as exc:  # connection lost, timeout, cancelled: all of them fail
             for _, future in batch:
                 if not future.done():
@@ -86,3 +82,12 @@ class Batcher:
                 future.set_exception(error)
             else:
                 future.set_result(list(mine))
+
+    async def _round_trip(self, commands: Commands) -> list[Any]:
+        """The replies, errors in place: over the hiredis wire, else a redis-py pipeline."""
+        if self.wire is not None:
+            return await self.wire.execute(commands)
+        pipe = self.redis.pipeline(transaction=False)
+        for args, options in commands:
+            pipe.execute_command(*args, **options)
+        return list(await pipe.execute(raise_on_error=False))

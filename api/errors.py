@@ -22,9 +22,14 @@ def body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-def _validation_details(exc: RequestValidationError) -> list[dict[str, Any]]:
-    return [{"loc": [str(p) for p in e.get("loc", ())], "msg": e.get("msg", "")}
-            for e in exc.errors()[:10]]
+def invalid(errors: Any, prefix: tuple[str, ...] = ()) -> ApiError:
+    """A 422 from pydantic's errors: the first one in the message, up to ten in the details
+    (`prefix` is where the validated value sits in the request, as FastAPI reports it)."""
+    details = [{"loc": [*prefix, *(str(p) for p in e.get("loc", ()))], "msg": e.get("msg", "")}
+               for e in list(errors)[:10]]
+    first = details[0] if details else {"loc": [], "msg": "invalid request"}
+    msg = f"{'.'.join(first['loc'][1:]) or 'body'}: {first['msg']}"
+    return ApiError(422, "invalid_request", msg, details)
 
 
 def install(app: FastAPI) -> None:
@@ -34,10 +39,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> ORJSON:
-        details = _validation_details(exc)
-        first = details[0] if details else {"loc": [], "msg": "invalid request"}
-        msg = f"{'.'.join(first['loc'][1:]) or 'body'}: {first['msg']}"
-        return ORJSON(body("invalid_request", msg, details), status_code=422)
+        err = invalid(exc.errors())
+        return ORJSON(body(err.code, err.message, err.details), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> ORJSON:

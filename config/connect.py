@@ -21,6 +21,9 @@ from typing import Any
 
 import redis
 import redis.asyncio as aioredis
+import redis.exceptions
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 Sync = redis.Redis | redis.RedisCluster
 Async = aioredis.Redis | aioredis.RedisCluster
@@ -57,6 +60,9 @@ def async_client(url: str, max_connections: int | None = None, timeout: float | 
     if is_cluster(url):
         nodes = {"max_connections": max(max_connections, 32)} if max_connections else {}
         return aioredis.RedisCluster.from_url(plain(url), **nodes, **timeouts, **kw)
+    # a pooled connection that went stale (Redis restarted) is retried once on a new one,
+    # rather than failing one request per stale connection; timeouts are not retried
+    kw = {"retry_on_error": [redis.exceptions.ConnectionError], "retry": Retry(NoBackoff(), 1), **kw}
     if max_connections is None:
         return aioredis.from_url(url, **timeouts, **kw)
     # waiting for a free connection is queueing under a burst, not a failure: wait up to 2 s

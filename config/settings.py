@@ -47,6 +47,7 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = 0.0
     redis_timeout_s: float = Field(default=0.25, gt=0)  # API calls to Redis: fail fast, fall back
     redis_batching: bool = True  # API: concurrent requests share Redis round trips (api/batching.py)
+    lean_routes: bool = True  # API: decisions and events served past FastAPI's routing (api/lean.py)
     model_secret: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
     currency: str = "EUR"

@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter
-from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from api import ingest, metrics, profiles
 from api.deps import Decide, State
-from api.errors import ApiError
+from api.errors import ApiError, invalid
 from api.responses import ORJSON
 from engine import policy, store
 from engine.decide import Decision, Request, decide
@@ -110,11 +111,37 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     return out, d
 
 
+async def decision_for(st: Any, body: DecisionIn) -> dict[str, Any]:
+    cid = await profiles.resolve(st, body.customer_id, body.anonymous_id)
+    return (await run_decision(st, body, cid))[0]
+
+
 @router.post("/v1/decisions", summary="Next best offers for a customer, now")
 async def post_decision(body: DecisionIn, st: State, _: Decide) -> ORJSON:
-    cid = await profiles.resolve(st, body.customer_id, body.anonymous_id)
-    out, _d = await run_decision(st, body, cid)
-    return ORJSON(out)
+    return ORJSON(await decision_for(st, body))
+
+
+async def serve(st: Any, raw: bytes) -> tuple[int, dict[str, Any]]:
+    """`post_decision` from the raw body, for the lean path (api/lean.py)."""
+    try:
+        body = DecisionIn.model_validate_json(raw)
+    except ValidationError as exc:
+        raise invalid(_errors(exc, raw), prefix=("body",)) from None
+    return 200, await decision_for(st, body)
+
+
+def _errors(exc: ValidationError, raw: bytes) -> list[Any]:
+    """What FastAPI would report: JSON that pydantic's strict parser refuses but the standard
+    library reads (a lone surrogate) is validated as a value, so the message names the field."""
+    if not any(e["type"] == "json_invalid" for e in exc.errors()):
+        return exc.errors(include_url=False)
+    try:
+        DecisionIn.model_validate(json.loads(raw))
+    except ValidationError as again:
+        return again.errors(include_url=False)
+    except (ValueError, RecursionError):  # not JSON to the standard library either
+        pass
+    return exc.errors(include_url=False)
 
 
 @router.post("/v1/decisions/{decision_id}/feedback", status_code=202,

@@ -40,7 +40,13 @@ def _raw(obj: Any, body: bytes) -> bytes:
 
 @router.post("/v1/events", status_code=202, summary="Ingest one event or a list of events")
 async def post_events(request: Request, st: State, _: Ingest) -> ORJSON:
-    raw = await read_body(request, st.settings.max_body_bytes)
+    status, content = await serve(st, await read_body(request, st.settings.max_body_bytes))
+    return ORJSON(content, status_code=status)
+
+
+async def serve(st: Any, raw: bytes) -> tuple[int, dict[str, Any]]:
+    """Accept the good events of a body and dead-letter the bad ones (also the lean path's
+    handler, api/lean.py)."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:  # nothing to accept, but kept like any bad event
@@ -65,5 +71,4 @@ async def post_events(request: Request, st: State, _: Ingest) -> ORJSON:
     metrics.EVENTS.labels("accepted").inc(len(good))
     metrics.EVENTS.labels("rejected").inc(len(rejected))
     metrics.EVENTS.labels("duplicate").inc(added.count(0))
-    return ORJSON({"accepted": len(good), "rejected": rejected,
-                           "duplicates": added.count(0)}, status_code=202)
+    return 202, {"accepted": len(good), "rejected": rejected, "duplicates": added.count(0)}
