@@ -18,7 +18,7 @@ from api.auth import KeyRing
 from api.batching import Batcher
 from api.context import AppState, RateLimiter
 from api.fallback import Fallback
-from api.lean import Lean
+from api.lean import App, Route
 from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, watch
 from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
@@ -138,15 +138,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 await asyncio.wait_for(r.aclose(), 2.0)
                 await asyncio.wait_for(sub.aclose(), 2.0)
 
-    app = FastAPI(title="nextbest", version="1", default_response_class=ORJSON,
-                  lifespan=lifespan,
-                  description="Real-time next-best-action, customer profiles and alerts.")
+    app = App(title="nextbest", version="1", default_response_class=ORJSON, lifespan=lifespan,
+              description="Real-time next-best-action, customer profiles and alerts.")
+    app.lean = {"/v1/decisions": Route("decide", decisions.serve, fallback=True),
+                "/v1/events": Route("ingest", events.serve)}
     errors.install(app)
     for module in (events, decisions, customers, alerts, admin, health):
         app.include_router(module.router)
     app.include_router(console.router)  # the web console, matched after every API route
-    app.add_middleware(Lean, owner=app, routes={"/v1/decisions": ("decide", decisions.serve),
-                                                 "/v1/events": ("ingest", events.serve)})
     app.add_middleware(Fallback, owner=app)
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(Timing)

@@ -64,7 +64,7 @@ async def erase(st: Any, cid: str, doc: dict[str, Any] | None, now: float) -> di
     for a in anon_ids:
         pipe.delete(store.anon(a))
         pipe.delete(store.customer("anon:" + a))
-    for d in decisions | set((doc or {}).get("d", [])):  # "d": made before the index
+    for d in decisions | set((doc or {}).get("d", [])):  # "d": documents written before the index
         pipe.delete(store.decision(d))
     await pipe.execute()
     partitions = {store.partition_of(routing_key(e), s.partitions) for e in

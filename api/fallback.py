@@ -73,7 +73,7 @@ class Fallback:
             return
         state = self.owner.state.nb
         body = await _read(receive)
-        if state.breaker.open and _authorised(state, scope) and _valid(body):
+        if state.breaker.open and _authorised(state, scope) and valid(body):
             await _send(send, 200, answer(state, body))
             return
         held: list[Any] = []
@@ -93,7 +93,7 @@ class Fallback:
             await _send(send, 200, answer(state, body))
 
 
-def _valid(body: bytes) -> bool:
+def valid(body: bytes) -> bool:
     """A request the app would refuse (422) is refused while the breaker is open too."""
     from pydantic import ValidationError
 

@@ -36,8 +36,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         self.setmax = self.client.register_script(SETMAX)
         self.unwatch = self.client.register_script(UNWATCH)
         self.ingest = self.client.register_script(store.INGEST_LUA)
-        if self.cluster:
-            self._load_scripts()
+        self.loaded = False  # loaded on the first write: Redis may be away at start
         self.partitions, self.dedup_ttl, self.maxlen = ingest
         self.next_sweep = 0.0
         self.alerts_since_trim = TRIM_EVERY  # trim once at start
@@ -50,19 +49,21 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             except (redis.ConnectionError, redis.TimeoutError):
                 time.sleep(0.5)  # Redis is away: wait and retry; nothing is dropped
             except redis.exceptions.NoScriptError:
-                self._load_scripts()  # a cluster node restarted empty (plain pipelines load them)
+                self._load_scripts()  # Redis restarted empty: load them, write the batch again
 
     def _load_scripts(self) -> None:
         for script in (self.setmax, self.unwatch, self.ingest):
             script.sha = self.client.script_load(script.script)  # on every primary
+        self.loaded = True
 
     def _call(self, script: Any, keys: list[Any], args: list[Any], pipe: Any) -> None:
-        if self.cluster:  # redis-py blocks EVALSHA on cluster pipelines; routed by its key
-            connect.evalsha(pipe, script.sha, keys, args)
-        else:
-            script(keys=keys, args=args, client=pipe)
+        # EVALSHA of a script loaded once: a pipeline holding `Script` objects asks Redis
+        # whether they exist (SCRIPT EXISTS, a round trip) before every batch
+        connect.evalsha(pipe, script.sha, keys, args)
 
     def _write(self, items: list[tuple[Any, ...]]) -> None:
+        if not self.loaded:
+            self._load_scripts()
         pipe = self.client.pipeline(transaction=False)
         progress: dict[int, int] = {}
         profiles: dict[str, bytes] = {}  # customer -> document, written together (`_profiles`)

@@ -8,6 +8,7 @@ import signal
 import time
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
@@ -25,9 +26,11 @@ def timed(api: TestClient, body: dict) -> tuple[dict, float]:
     return res.json(), time.perf_counter() - t
 
 
-def test_decisions_fall_back_and_recover(tmp_path: Path) -> None:
+@pytest.mark.parametrize("lean", [True, False], ids=["lean path", "FastAPI routes"])
+def test_decisions_fall_back_and_recover(tmp_path: Path, lean: bool) -> None:
     server = RedisServer(tmp_path / "r").start()
-    s = Settings(redis_url=server.url, data_dir=tmp_path / "d", api_keys={KEY: ALL}, model_secret="x")
+    s = Settings(redis_url=server.url, data_dir=tmp_path / "d", api_keys={KEY: ALL}, model_secret="x",
+                 lean_routes=lean)
     try:
         with TestClient(create_app(s), headers={"Authorization": f"Bearer {KEY}"}) as api:
             normal, _ = timed(api, BODY)
