@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from pathlib import Path
 from typing import Any
 
@@ -114,10 +115,12 @@ class ModelRegistry:
 
 async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHolder,
                 poll_s: float = 5.0, stop: asyncio.Event | None = None,
-                policy: PolicyHolder | None = None) -> None:
-    """Reload models on pub/sub notices (and every `poll_s` regardless), the catalog on change."""
+                policy: PolicyHolder | None = None, gap_s: float = 0.25) -> None:
+    """Reload models on pub/sub notices (at most one reload per `gap_s`: notices in between
+    make one reload when it ends) and every `poll_s` regardless; the catalog on change."""
     pubsub = None
     stop = stop or asyncio.Event()
+    due, last = False, 0.0
     while not stop.is_set():
         try:
             if pubsub is None:
@@ -125,11 +128,16 @@ async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHold
                 pubsub = r.pubsub()
                 await pubsub.subscribe(store.MODELS_CHANNEL)
                 await registry.refresh(r)
-            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=poll_s / 5)
-            if msg is not None or _tick(poll_s):
-                while await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.01):
-                    pass  # coalesce a burst of notices into one reload
+                last = time.monotonic()
+            wait = max(0.01, last + gap_s - time.monotonic()) if due else poll_s / 5
+            msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
+            while msg is not None:  # a burst of notices makes one reload
+                due = True
+                msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.0)
+            if (due and time.monotonic() - last >= gap_s) or _tick(poll_s):
+                due = False
                 await registry.refresh(r)
+                last = time.monotonic()
             catalog.refresh()
             if policy is not None:
                 policy.refresh()
@@ -145,8 +153,6 @@ _last = [0.0]
 
 
 def _tick(every: float) -> bool:
-    import time
-
     now = time.monotonic()
     if now - _last[0] >= every:
         _last[0] = now

@@ -51,6 +51,7 @@ class ModelState:
     model: OnlineModel
     stats: OfferStats = field(default_factory=OfferStats)
     published: int = -1
+    published_version: int = -1  # the model version last published with its weights
     changes: int = 0
     last_ts: float = 0.0
     drift_alerted_at: int | None = None
@@ -137,9 +138,15 @@ def drift_alert(state: ModelState, kind: str) -> Alert | None:
                  data={"model": m.name, **data})
 
 
-def should_publish(state: ModelState, every: int) -> bool:
-    """Publish the first version at once, then every `every` changes."""
+def should_publish(state: ModelState, every: int) -> str | None:
+    """What to publish: the first version at once, then every `every` changes "model" (weights
+    and figures) when the model learned since, else "meta" (its figures: impressions, feedback
+    counts); None in between. Impressions come with every decision: republishing unchanged
+    weights for them made the API reload models ~20 times a second at 1,000 decisions/s."""
     if state.published < 0 or state.changes - state.published >= every:
         state.published = state.changes
-        return True
-    return False
+        if state.model.version != state.published_version:
+            state.published_version = state.model.version
+            return "model"
+        return "meta"
+    return None

@@ -179,9 +179,12 @@ def build_flow(
                 if alert := learning.drift_alert(state, kind):
                     out.append(("alert", alert.to_dict()))
         assert state is not None
-        if learning.should_publish(state, settings.model_publish_every):
+        what = learning.should_publish(state, settings.model_publish_every)
+        if what == "model":
             out.append(("model", state.model.name, sign(state.publishable(), secret),
                         state.meta()))
+        elif what == "meta":
+            out.append(("model_meta", state.model.name, state.meta()))
         return state, out
 
     by_model = op.key_on("by_model", to_models.trues, lambda o: o[1])

@@ -86,6 +86,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 pipe.hset(store.MODELS, name, blob)
                 pipe.hset(store.MODELS_META, name, store.encode(meta))
                 models_changed = True
+            elif kind == "model_meta":  # figures only: the API reads them on its next reload
+                pipe.hset(store.MODELS_META, item[1], store.encode(item[2]))
             elif kind == "dlq":
                 _, raw, reason, source = item
                 pipe.xadd(store.DLQ, {"raw": raw, "reason": reason, "source": source,

@@ -40,6 +40,10 @@ def test_feedback_moves_the_propensity_of_the_served_offer(api, flow):
         accepted += 1
     assert accepted >= 20
     flow.drain()
+    # the API reloads models within a quarter second of a notice (tests/test_model_reload.py);
+    # reading /v1/models reloads at once, so the next decision cannot race the reload (a stale
+    # decision would count against c30's contact cap)
+    assert api.get("/v1/models").status_code == 200
 
     def moved():
         d = api.post("/v1/decisions", json={**body, "customer_id": "c30", "channel": "call_center"}).json()

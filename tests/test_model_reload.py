@@ -1,0 +1,57 @@
+"""The API's model watcher (api/registry.py) against a real Redis: a notice reloads at once, a
+burst of notices makes a bounded number of reloads, and the last notice of a burst is never
+left unapplied."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+from api.registry import CatalogHolder, ModelRegistry, watch
+from config import Settings, connect
+from engine import store
+
+
+class Counting(ModelRegistry):
+    def __init__(self) -> None:
+        super().__init__(b"x")
+        self.at: list[float] = []
+
+    async def refresh(self, r: object) -> None:
+        self.at.append(time.monotonic())
+
+
+def test_a_burst_of_notices_makes_few_reloads_and_the_last_is_applied(
+        redis_url: str, settings: Settings) -> None:
+    async def main() -> tuple[list[float], float, float]:
+        sub, pub = connect.async_client(redis_url), connect.async_client(redis_url)
+        registry, stop = Counting(), asyncio.Event()
+        catalog = CatalogHolder(settings.rules_dir / "offers.yaml")
+        task = asyncio.create_task(watch(sub, registry, catalog, poll_s=60.0, stop=stop, gap_s=0.25))
+        try:
+            while not registry.at:  # subscribed and loaded once
+                await asyncio.sleep(0.01)
+            start = time.monotonic()
+            await pub.publish(store.MODELS_CHANNEL, b"1")
+            while len(registry.at) < 2:
+                await asyncio.sleep(0.005)
+            first = registry.at[-1] - start
+            for _ in range(100):  # 2 s of notices, 50 a second
+                await pub.publish(store.MODELS_CHANNEL, b"1")
+                await asyncio.sleep(0.02)
+            last_notice = time.monotonic()
+            await asyncio.sleep(1.0)
+            return registry.at[2:], first, last_notice
+        finally:
+            stop.set()
+            task.cancel()  # as the app's shutdown does
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await sub.aclose()
+            await pub.aclose()
+
+    reloads, first, last_notice = asyncio.run(main())
+    assert first < 0.1  # a lone notice is applied at once
+    assert 2 <= len(reloads) <= 11, len(reloads)  # 100 notices in ~2 s: one per 0.25 s
+    assert max(reloads) >= last_notice - 0.05  # the burst's end was reloaded
