@@ -12,6 +12,7 @@ amount: Input should be greater than or equal to 0
 
 from __future__ import annotations
 
+import hashlib
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -179,6 +180,11 @@ AnyEvent = Annotated[
     Field(discriminator="type"),
 ]
 _adapter: TypeAdapter[Any] = TypeAdapter(AnyEvent)
+# What an event that passed `validate` is marked with where it is stored (the partition streams):
+# a digest of the schema above and of MAX_DEPTH, so a reader built with the same validation can
+# trust the mark and one built with another validates again.
+SCHEMA = hashlib.sha1(orjson.dumps([_adapter.json_schema(), MAX_DEPTH],
+                                   option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
 
 def _reason(exc: ValidationError) -> str:

@@ -15,10 +15,10 @@ import redis
 from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 
 from config import connect
-from engine import store
+from engine import events, store
 
 # partition, the entry's number on the partition's ingested counter, raw event JSON, stream entry id
-Item = tuple[int, int, bytes, str]
+Item = tuple[int, int, bytes, str, bool]  # partition, number, payload, entry id, validated
 _IDLE = timedelta(milliseconds=20)
 
 
@@ -29,6 +29,7 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
         self.last_id, self.seq = resume or ("0-0", 0)
         self._awake: datetime | None = None
         self._beat = 0.0
+        self._schema = events.SCHEMA.encode()  # entries marked so were validated on the way in
 
     def next_batch(self) -> list[Item]:
         now = time.monotonic()
@@ -52,7 +53,8 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
             n = fields.get(b"n")  # the entry's number (store.INGEST_LUA); counted if absent
             self.seq = int(n) if n else self.seq + 1
             self.last_id = entry_id.decode()
-            out.append((self.p, self.seq, fields.get(b"e", b""), self.last_id))
+            out.append((self.p, self.seq, fields.get(b"e", b""), self.last_id,
+                        fields.get(b"v") == self._schema))
         return out
 
     def next_awake(self) -> datetime | None:

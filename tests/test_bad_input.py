@@ -13,7 +13,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from config import Settings
-from engine.events import TYPES, BadEvent, parse, validate
+from engine import store
+from engine.events import SCHEMA, TYPES, BadEvent, parse, validate
+from flows.main import parse_item
 from nextbest.engine import Engine
 from nextbest.redis_server import free_port
 from tests.conftest import ALL, KEY
@@ -56,6 +58,19 @@ def test_validated_events_keep_the_contract(obj: dict) -> None:
     if ev["type"] == "transaction":
         assert ev["amount"] >= 0
     orjson.dumps(ev)  # always serialisable
+    # what is stored is what validating it again gives: the flow trusts the stream's mark
+    stored = orjson.loads(store.encode(ev))
+    assert stored == validate(stored)
+    marked = (0, 1, store.encode(ev), "1-0", True)
+    assert parse_item(marked) == parse_item(marked[:4] + (False,))
+
+
+def test_the_flow_validates_entries_not_marked_with_its_own_schema() -> None:
+    bad = orjson.dumps({"event_id": "x1", "type": "transaction", "ts": 1.0, "customer_id": "c1",
+                        "amount": -5})
+    for item in ((0, 1, bad, "1-0", False), (0, 1, bad, "1-0"), (-1, 1, bad, "")):
+        assert parse_item(item)[0] == "bad" and "amount" in parse_item(item)[2]
+    assert SCHEMA and len(SCHEMA) == 12
 
 
 @pytest.fixture(scope="module")

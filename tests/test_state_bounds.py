@@ -7,8 +7,10 @@ import gc
 import pickle
 import random
 import tracemalloc
+import zlib
 
 import orjson
+import pytest
 
 from engine import seen, store
 from engine.customer import MAX_PENDING, Context, process_batch
@@ -157,8 +159,19 @@ def test_profile_documents_are_stored_compressed_and_read_either_way() -> None:
     doc = next(o[2] for o in out if o[0] == "profile")
     raw = store.encode(doc)
     packed = store.compress(raw)
-    assert len(packed) < len(raw) / 2
+    assert len(packed) < len(zlib.compress(raw, 1)) < len(raw) / 2  # the dictionary pays
     assert store.decode(packed) == store.decode(raw) == orjson.loads(raw)
+    assert store.decode(zlib.compress(raw, 1)) == orjson.loads(raw)  # documents written before
+
+
+def test_a_document_from_another_dictionary_is_refused_by_name() -> None:
+    import zstandard
+
+    other = zstandard.train_dictionary(1024, [orjson.dumps({"k": i, "v": [i] * (i % 7)})
+                                              for i in range(2000)])
+    raw = zstandard.ZstdCompressor(dict_data=other).compress(b'{"f": {}}')
+    with pytest.raises(ValueError, match=str(other.dict_id())):
+        store.decode(raw)
 
 
 def test_purchase_days_are_bounded_and_still_counted_over_the_whole_history() -> None:
