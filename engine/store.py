@@ -8,6 +8,7 @@ keys and counters that the ingest script touches atomically.
 from __future__ import annotations
 
 import functools
+import threading
 import zlib
 from pathlib import Path
 from typing import Any
@@ -178,14 +179,25 @@ def compress(raw: bytes) -> bytes:
     return _zstd()[0].compress(raw)
 
 
-@functools.cache
-def _zstd() -> tuple[Any, Any, int]:
-    """Compressor, decompressor and id of the shipped dictionary (built once per process)."""
-    import zstandard
+_local = threading.local()
 
-    trained = zstandard.ZstdCompressionDict((Path(__file__).parent / "profile.zdict").read_bytes())
-    return (zstandard.ZstdCompressor(level=1, dict_data=trained),
-            zstandard.ZstdDecompressor(dict_data=trained), trained.dict_id())
+
+def _zstd() -> tuple[Any, Any, int]:
+    """Compressor, decompressor and id of the shipped dictionary, per thread: zstandard's
+    objects must not be shared between threads, and bytewax runs a process's workers as threads."""
+    codec = getattr(_local, "zstd", None)
+    if codec is None:
+        import zstandard
+
+        trained = zstandard.ZstdCompressionDict(_dictionary())
+        codec = _local.zstd = (zstandard.ZstdCompressor(level=1, dict_data=trained),
+                               zstandard.ZstdDecompressor(dict_data=trained), trained.dict_id())
+    return codec
+
+
+@functools.cache
+def _dictionary() -> bytes:
+    return (Path(__file__).parent / "profile.zdict").read_bytes()
 
 
 def _unzstd(raw: bytes) -> bytes:

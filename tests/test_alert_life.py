@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 import random
+import time
 from pathlib import Path
 
 from config import Settings
@@ -146,9 +147,11 @@ def test_churn_alert_follows_the_threshold_in_alerts_yaml_reloaded(tmp_path: Pat
     c, alerts = leave("r1")
     assert c is not None and c.churn is not None and 0.6 < c.churn < 0.999, c.churn
     assert alerts == []  # above the settings' 0.6, below the file's threshold: the file wins
-    # sales ops lower the threshold in the file; no restart: the next crossing is judged by it
+    # sales ops lower the threshold in the file; no restart: once the flow looks at the file
+    # again (once a second), the next crossing is judged by it
     path.write_text("thresholds: {churn_risk: 0.5, cooldown_days: 7}\nopportunities: []\n")
     os.utime(path, (T0, T0 + 10))  # a distinct mtime, as an edit seconds later would have
+    time.sleep(1.05)
     c, alerts = leave("r2")
     assert len(alerts) == 1 and "(threshold 0.50)" in alerts[0]["reasons"][0]
 

@@ -207,3 +207,16 @@ def test_snapshots_from_before_the_bound_keep_every_purchase_day() -> None:
     old = (old[0][:-2], *old[1:])  # the plain fields as an older release wrote them
     back = statecodec.load(old)
     assert back.purchase_history() == (3, 3, 27) and back.purchase_days_dropped == 0
+
+
+def test_documents_compress_and_read_from_many_threads_at_once() -> None:
+    """bytewax runs a process's workers as threads: each gets its own zstd objects."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    docs = [store.encode({"f": {f"x{i}": i * k for i in range(40)}, "t": float(k)}) for k in range(200)]
+
+    def round_trip(k: int) -> bool:
+        return all(store.decode(store.compress(d)) == orjson.loads(d) for d in docs[k::4])
+
+    with ThreadPoolExecutor(4) as pool:
+        assert all(pool.map(round_trip, range(4)))
