@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 
-from api import console, errors, metrics
+from api import console, errors, ingest, metrics
 from api.auth import KeyRing
 from api.batching import Batcher
 from api.context import AppState, RateLimiter
@@ -23,7 +23,6 @@ from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, watch
 from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
 from config import Settings, connect, get_settings
-from engine import store
 
 
 class Timing:
@@ -108,12 +107,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         st = AppState(settings, r, CatalogHolder(settings.rules_dir / "offers.yaml"),
                       ModelRegistry(settings.secret()), KeyRing(settings.api_keys),
                       RateLimiter(settings.rate_limit_per_s))
-        with contextlib.suppress(Exception):
-            st.ingest_sha = await r.script_load(store.INGEST_LUA)
-        if not st.ingest_sha:
-            import hashlib
-
-            st.ingest_sha = hashlib.sha1(store.INGEST_LUA.encode()).hexdigest()
+        with contextlib.suppress(Exception):  # else loaded on first use (api/ingest.py)
+            await ingest.load_scripts(r)
         st.policy = PolicyHolder(settings.rules_dir / "policy.yaml")
         st.batcher = Batcher(r, timeout=settings.redis_timeout_s) if settings.redis_batching else None
         app.state.nb = st

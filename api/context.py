@@ -47,7 +47,6 @@ class AppState:
     rng: random.Random = field(default_factory=random.Random)
     breaker: Breaker = field(default_factory=Breaker)
     policy: PolicyHolder | None = None
-    ingest_sha: str = ""
     batcher: Batcher | None = None  # auto-pipelining; None: each pipeline is its own round trip
 
     async def send(self, pipe: aioredis.client.Pipeline) -> list[Any]:

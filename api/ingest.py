@@ -25,7 +25,7 @@ async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None,
     pipe = pipe or st.redis.pipeline(transaction=False)
     for ev in events:
         keys, args = store.ingest_args(ev, s.partitions, s.dedup_ttl_s, s.stream_maxlen)
-        connect.evalsha(pipe, st.ingest_sha, keys, args)
+        connect.evalsha(pipe, store.INGEST_SHA, keys, args)
     extra = 0
     for ev in events if consent else ():
         if ev["type"] == "consent":
@@ -52,18 +52,22 @@ return 1
 
 
 async def execute(st: Any, pipe: Any) -> list[Any]:
-    """Run a pipeline holding ingest calls; reload the script once if Redis lost it."""
+    """Run a pipeline holding script calls (`store.SCRIPTS`); when Redis lost them (a restart,
+    SCRIPT FLUSH), load them and run it again (its other commands are idempotent writes)."""
     commands = connect.queued(pipe)
     try:
         return await st.send(pipe)
     except NoScriptError:
-        st.ingest_sha = await st.redis.script_load(store.INGEST_LUA)
+        await load_scripts(st.redis)
         retry = st.redis.pipeline(transaction=False)
         for args, options in commands:
-            if args[0] == "EVALSHA":
-                args = ("EVALSHA", st.ingest_sha, *args[2:])
             retry.execute_command(*args, **options)
         return await st.send(retry)
+
+
+async def load_scripts(r: Any) -> None:
+    for script in store.SCRIPTS:
+        await r.script_load(script)  # the same SHA-1 every time: callers keep theirs
 
 
 async def dead_letter(r: aioredis.Redis, maxlen: int, items: list[tuple[bytes, str]],

@@ -8,6 +8,7 @@ keys and counters that the ingest script touches atomically.
 from __future__ import annotations
 
 import functools
+import hashlib
 import threading
 import zlib
 from pathlib import Path
@@ -133,6 +134,31 @@ local n = redis.call('INCR', KEYS[2])
 redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'n', n)
 return n
 """
+
+
+# KEYS: the customer's decision index, their contact hash. ARGV: decision id, when it was made
+# (Unix s), how long decisions live (s); when offers were served, also the impressions and the
+# lead (JSON) and how long contact history lives (s). What a decision writes under the customer's
+# hash tag, as one call (five commands cost the API a fifth of its Redis work per decision).
+DECIDED_LUA = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tonumber(ARGV[2]) - tonumber(ARGV[3]))
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+if ARGV[4] then
+  redis.call('HSET', KEYS[2], 'imp', ARGV[4], 'lead', ARGV[5])
+  redis.call('EXPIRE', KEYS[2], ARGV[6])
+end
+return 1
+"""
+
+
+def sha(script: str) -> str:
+    """The id Redis knows a script by (EVALSHA): the SHA-1 of its text."""
+    return hashlib.sha1(script.encode()).hexdigest()
+
+
+SCRIPTS = (INGEST_LUA, RECORD_LUA, DECIDED_LUA)
+INGEST_SHA, DECIDED_SHA = sha(INGEST_LUA), sha(DECIDED_LUA)
 
 
 def append_record(pipe: Any, record: dict[str, Any], p: int = 0) -> None:

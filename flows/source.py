@@ -20,6 +20,11 @@ from engine import events, store
 # partition, the entry's number on the partition's ingested counter, raw event JSON, stream entry id
 Item = tuple[int, int, bytes, str, bool]  # partition, number, payload, entry id, validated
 _IDLE = timedelta(milliseconds=20)
+# after a batch that emptied the stream, the next read waits this long: entries arriving one by
+# one then go through the flow (and its Redis writes) in batches, not each on its own (at 3,000
+# records/s the flow spent ~160 us per decision record on per-batch work); a full batch (a
+# backlog) is followed at once
+_PACE = timedelta(milliseconds=20)
 
 
 class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
@@ -47,9 +52,10 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
         if not res:
             self._awake = datetime.now(UTC) + _IDLE
             return []
-        self._awake = None
+        entries = res[0][1]
+        self._awake = None if len(entries) >= self.batch else datetime.now(UTC) + _PACE
         out: list[Item] = []
-        for entry_id, fields in res[0][1]:
+        for entry_id, fields in entries:
             n = fields.get(b"n")  # the entry's number (store.INGEST_LUA); counted if absent
             self.seq = int(n) if n else self.seq + 1
             self.last_id = entry_id.decode()

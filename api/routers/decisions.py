@@ -15,6 +15,7 @@ from api import ingest, metrics, profiles
 from api.deps import Decide, State
 from api.errors import ApiError, invalid
 from api.responses import ORJSON
+from config import connect
 from engine import policy, store
 from engine.decide import Decision, Request, decide
 from engine.events import BadEvent, validate
@@ -91,19 +92,17 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     await ingest.append(st, [record], pipe)
     ttl = st.settings.dedup_ttl_s
     pipe.set(store.decision(did), cid, ex=ttl)
-    made, index = time.time(), store.customer_decisions(cid)  # what erasure must find
-    pipe.zadd(index, {did: made})
-    pipe.zremrangebyscore(index, "-inf", made - ttl)
-    pipe.expire(index, ttl)
+    args: list[Any] = [did, time.time(), ttl]  # the index erasure reads
     if d.ranked:
         served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked],
                                body.channel, now)
         # a lead kept for consistency keeps its first time: the window does not slide
         kept = lead is not None and d.ranked[0].offer.id == lead
         lead_entry = contact_state["lead"] if kept else [d.ranked[0].offer.id, now, body.channel]
-        pipe.hset(store.contact(cid), mapping={"imp": store.encode(served["imp"]),
-                                               "lead": store.encode(lead_entry)})
-        pipe.expire(store.contact(cid), int(policy.KEEP_DAYS * 86400))
+        args += [store.encode(served["imp"]), store.encode(lead_entry),
+                 int(policy.KEEP_DAYS * 86400)]
+    connect.evalsha(pipe, store.DECIDED_SHA, [store.customer_decisions(cid), store.contact(cid)],
+                    args)
     await ingest.execute(st, pipe)
     metrics.DECISIONS.labels(body.channel or "none", str(d.explored).lower()).inc()
     out = {"decision_id": did, "customer_id": cid, "offers": _offers(d), "explored": d.explored,
