@@ -96,6 +96,20 @@ def measure(port: int, make: load.MakeRequest, rate: float, duration: float,
     return res
 
 
+def _cpu(engine: Engine) -> dict[str, float]:
+    """CPU seconds so far of the API, the flow and Redis (children included)."""
+    import psutil
+
+    pids = {"api": engine.procs["api"].pid, "flow": engine.procs["flow"].pid}
+    if engine.redis is not None and engine.redis.proc is not None:
+        pids["redis"] = engine.redis.proc.pid
+    out = {}
+    for name, pid in pids.items():
+        root = psutil.Process(pid)
+        out[name] = sum(sum(p.cpu_times()[:2]) for p in [root, *root.children(recursive=True)])
+    return out
+
+
 def _forks(redis_url: str | None) -> int:
     return int(redis.Redis.from_url(redis_url).info("stats")["total_forks"]) if redis_url else 0
 
@@ -209,14 +223,18 @@ def main(argv: list[str]) -> None:
             for rate in rates:
                 bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
                 url = str(settings.redis_url)
+                cpu = _cpu(engine)
                 dec = measure(settings.api_port, _decision(args.customers), rate, args.duration, url)
+                dec["cpu_cores"] = {k: round((v - cpu[k]) / (args.duration + 1.0), 2)  # + warm-up
+                                    for k, v in _cpu(engine).items()}
                 bg.join()
                 bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
                 flo = measure(floor_port, _floor(args.customers), rate, args.duration, url)
                 bg.join()
                 rows.append({"decisions": dec, "floor": flo})
                 print(f"rate {rate:>6.0f}/s  decisions p50 {dec['p50_ms']:.2f} p99 {dec['p99_ms']:.2f} "
-                      f"errors {dec['errors']} AOF rewrites {dec['aof_rewrites']}  |  floor p50 "
+                      f"errors {dec['errors']} AOF rewrites {dec['aof_rewrites']} "
+                      f"CPU cores {dec['cpu_cores']}  |  floor p50 "
                       f"{flo['p50_ms']:.2f} p99 {flo['p99_ms']:.2f} AOF rewrites {flo['aof_rewrites']}",
                       flush=True)
             results["rates"] = rows
