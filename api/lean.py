@@ -3,8 +3,8 @@
 `POST /v1/decisions` (every page of the website) and `POST /v1/events` went through about a dozen
 ASGI layers (FastAPI's and Starlette's exception, telemetry and body-limit layers, ours for timing,
 body limit and fallback, the router, `solve_dependencies`), each wrapping `send` as well: in
-process that cost about as much CPU as the decision itself. `App` (the FastAPI app the factory
-builds) hands those two routes to `Lean`, which does what the layers did for them in one place:
+process (measured once) that cost about as much CPU as the decision itself. `App` (the FastAPI app the factory
+builds) answers those two routes with `answer`, which does what the layers did for them at once:
 the body limit (413), the role check and rate limit (401/403/429), the route's handler (`serve` in
 its router: validation 422, the work), Redis unavailable (503, or for decisions the catalog's
 default offers, as api/fallback.py does), an unexpected error (500, logged), all in the API's
@@ -67,7 +67,7 @@ async def answer(st: Any, route: Route, scope: Any,
     headers: list[tuple[bytes, bytes]] = []
     body = b""
     try:
-        body = await _body(scope, receive, st.settings.max_body_bytes)
+        body = await read_body(scope, receive, st.settings.max_body_bytes)
         key_id = st.keys.check(_header(scope, b"authorization"), route.role)
         st.limiter.hit(key_id)
         if route.fallback and st.breaker.open:  # a recent failure: answer at once
@@ -96,7 +96,7 @@ def _header(scope: Any, name: bytes) -> str | None:
     return None
 
 
-async def _body(scope: Any, receive: Any, limit: int) -> bytes:
+async def read_body(scope: Any, receive: Any, limit: int) -> bytes:
     """The whole body; 413 past `limit` bytes, declared or as it streams in."""
     declared = _header(scope, b"content-length") or ""
     if declared.isdigit() and int(declared) > limit:

@@ -185,9 +185,7 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
             c, touched = None, False
             continue
         c = c or Customer(CustomerState(ev["customer_id"], ctx.lateness))
-        # a decision changes no feature and nothing in the document (the API indexes decisions
-        # for erasure): a batch of decisions alone is not re-snapshotted, a third of the flow's
-        # CPU per decision record
+        # a decision changes no feature and nothing in the document: not re-snapshotted for it
         touched = (_fold(c, ev, ctx, out) and ev["type"] != "decision") or touched
     if c is not None and touched:
         # clicks alone do not move outcome scores enough to re-score (the API re-scores on read)

@@ -169,7 +169,7 @@ class CustomerState:
         self.recent_keys.insert(i, key)
         # as JSON: a third of a dict's memory, and written into the profile as it is (a str:
         # orjson's bytes come from a 1 KiB buffer shrunk in place, which fragments the heap)
-        self.recent.insert(i, to_json({k: event[k] for k in _RECENT_FIELDS if k in event}))
+        self.recent.insert(i, orjson.dumps({k: event[k] for k in _RECENT_FIELDS if k in event}).decode())
         if len(self.recent) > MAX_RECENT:
             del self.recent[0], self.recent_keys[0]
 
@@ -342,10 +342,6 @@ class CustomerState:
         from engine import statecodec
 
         statecodec.legacy(self, state)
-
-
-def to_json(obj: dict[str, Any]) -> str:
-    return orjson.dumps(obj).decode()
 
 
 def _restore(data: tuple[Any, ...]) -> CustomerState:

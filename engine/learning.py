@@ -138,7 +138,7 @@ def drift_alert(state: ModelState, kind: str) -> Alert | None:
                  data={"model": m.name, **data})
 
 
-def should_publish(state: ModelState, every: int) -> str | None:
+def to_publish(state: ModelState, every: int) -> str | None:
     """What to publish: the first version at once, then every `every` changes "model" (weights
     and figures) when the model learned since, else "meta" (its figures: impressions, feedback
     counts); None in between. Impressions come with every decision: republishing unchanged

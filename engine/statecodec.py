@@ -11,10 +11,12 @@ from __future__ import annotations
 from operator import attrgetter
 from typing import Any
 
+import orjson
+
 from engine import seen as seen_ids
 from engine.cart import Cart
 from engine.decay import Decayed, DecayedMean
-from engine.features import CustomerState, to_json
+from engine.features import CustomerState
 from engine.sessions import Sessions
 from engine.windows import SCALE, Windowed
 
@@ -61,4 +63,4 @@ def upgrade(st: CustomerState) -> None:
     """Remembered ids and interactions as snapshots from before digests and JSON held them."""
     if isinstance(st.seen, dict):
         st.seen = seen_ids.from_dict(st.seen)
-    st.recent = [to_json(r) if isinstance(r, dict) else r for r in st.recent]
+    st.recent = [orjson.dumps(r).decode() if isinstance(r, dict) else r for r in st.recent]

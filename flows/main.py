@@ -42,7 +42,7 @@ INTERNAL = {"decision", "erase", "tick", "forget", "dead_letters"}
 def parse_item(item: Item) -> tuple[Any, ...]:
     p, seq, raw = item[:3]
     try:
-        ev = _parse_internal(raw, validated=len(item) > 4 and bool(item[4]))
+        ev = _parse_entry(raw, validated=len(item) > 4 and bool(item[4]))
     except BadEvent as exc:
         return ("bad", raw, str(exc), p, seq)
     ev["_p"], ev["_seq"] = p, seq
@@ -53,7 +53,7 @@ def parse_item(item: Item) -> tuple[Any, ...]:
     return ("ok", ev)
 
 
-def _parse_internal(raw: bytes, validated: bool = False) -> dict[str, Any]:
+def _parse_entry(raw: bytes, validated: bool = False) -> dict[str, Any]:
     """Internal records, and events the ingest path validated with this schema (the entry's
     mark, `events.SCHEMA`), as they are: validating again cost ~9 us of ~75 per event. Anything
     else is validated as `engine.events.parse` does (from the object already decoded)."""
@@ -185,7 +185,7 @@ def build_flow(
                 if alert := learning.drift_alert(state, kind):
                     out.append(("alert", alert.to_dict()))
         assert state is not None
-        what = learning.should_publish(state, settings.model_publish_every)
+        what = learning.to_publish(state, settings.model_publish_every)
         if what == "model":
             out.append(("model", state.model.name, sign(state.publishable(), secret),
                         state.meta()))

@@ -17,8 +17,9 @@ from bytewax.inputs import FixedPartitionedSource, StatefulSourcePartition
 from config import connect
 from engine import events, store
 
-# partition, the entry's number on the partition's ingested counter, raw event JSON, stream entry id
-Item = tuple[int, int, bytes, str, bool]  # partition, number, payload, entry id, validated
+# partition, the entry's number on its ingested counter, raw event JSON, stream entry id, and
+# whether the ingest path validated it with this build's schema (`events.SCHEMA`)
+Item = tuple[int, int, bytes, str, bool]
 _IDLE = timedelta(milliseconds=20)
 # after a batch that emptied the stream, the next read waits this long: entries arriving one by
 # one then go through the flow (and its Redis writes) in batches, not each on its own (at 3,000

@@ -10,23 +10,11 @@ from fastapi import APIRouter, Request
 from api import ingest, metrics
 from api.deps import Ingest, State
 from api.errors import ApiError
+from api.lean import read_body
 from api.responses import ORJSON
 from engine.events import BadEvent, validate
 
 router = APIRouter(tags=["events"])
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body as sent, refused past `limit` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise ApiError(413, "too_large", f"body over {limit} bytes")
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > limit:
-            raise ApiError(413, "too_large", f"body over {limit} bytes")
-    return bytes(raw)
 
 
 def _raw(obj: Any, body: bytes) -> bytes:
@@ -40,7 +28,8 @@ def _raw(obj: Any, body: bytes) -> bytes:
 
 @router.post("/v1/events", status_code=202, summary="Ingest one event or a list of events")
 async def post_events(request: Request, st: State, _: Ingest) -> ORJSON:
-    status, content = await serve(st, await read_body(request, st.settings.max_body_bytes))
+    status, content = await serve(st, await read_body(request.scope, request.receive,
+                                                      st.settings.max_body_bytes))
     return ORJSON(content, status_code=status)
 
 
