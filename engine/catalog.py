@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.events import to_ts
-from engine.rules import Condition, RuleError
+from engine.rules import Condition, Conditions, RuleError
 
 Kind = Literal["offer", "retention", "service"]
 CONDITIONS = ("eligible", "applicable", "suitable")
@@ -79,16 +79,20 @@ class Catalog:
             }
             for o in offers
         }
+        self._names = [(oid, name) for oid, conds in self.conditions.items() for name in conds]
+        self._tests = Conditions([c for conds in self.conditions.values() for c in conds.values()])
 
     def __len__(self) -> int:
         return len(self.offers)
 
-    def check(self, offer_id: str, data: dict[str, Any]) -> tuple[bool, str | None]:
-        """Whether every condition of the offer holds; else the name of the first that fails."""
-        for name, cond in self.conditions[offer_id].items():
-            if not cond.test(data):
-                return False, name
-        return True, None
+    def failing(self, data: dict[str, Any]) -> dict[str, str]:
+        """The first condition (in `CONDITIONS` order) that is false, per offer with one: every
+        condition of the catalog in one evaluation (`rules.Conditions`)."""
+        out: dict[str, str] = {}
+        for (oid, name), holds in zip(self._names, self._tests.test(data)):
+            if not holds and oid not in out:
+                out[oid] = name
+        return out
 
     @classmethod
     def load(cls, path: Path) -> Catalog:

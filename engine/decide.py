@@ -90,6 +90,7 @@ def candidates(
     marketing_ok = profile.consent.get("marketing", False)
     wanted = set(request.offers) if request.offers is not None else None
     keep, rejected = [], dict(blocked or {})
+    failing = catalog.failing(data)
     for offer in catalog.offers:
         if offer.id in rejected:
             continue
@@ -99,12 +100,10 @@ def candidates(
             rejected[offer.id] = "channel or validity"
         elif offer.marketing and not marketing_ok:
             rejected[offer.id] = "no marketing consent"
+        elif offer.id in failing:
+            rejected[offer.id] = f"{failing[offer.id]} condition false"
         else:
-            ok, failed = catalog.check(offer.id, data)
-            if ok:
-                keep.append(offer)
-            else:
-                rejected[offer.id] = f"{failed} condition false"
+            keep.append(offer)
     return keep, rejected
 
 

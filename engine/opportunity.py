@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from engine.alerts import Alert
-from engine.rules import Condition, RuleError
+from engine.rules import Condition, Conditions, RuleError
 
 DAY = 86400.0
 
@@ -33,6 +33,7 @@ class Opportunity:
 class AlertRules:
     opportunities: list[Opportunity] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
+    _tests: Conditions | None = field(default=None, repr=False, compare=False)  # all `when`s
 
     @classmethod
     def parse(cls, doc: Any, source: str) -> AlertRules:
@@ -66,8 +67,10 @@ class AlertRules:
     def opportunities_for(self, customer_id: str, owner: str | None, data: dict[str, Any],
                           ts: float) -> list[Alert]:
         out = []
-        for opp in self.opportunities:
-            if opp.when.test(data):
+        if self._tests is None or self._tests.conditions != [o.when for o in self.opportunities]:
+            self._tests = Conditions([o.when for o in self.opportunities])
+        for opp, holds in zip(self.opportunities, self._tests.test(data)):
+            if holds:
                 out.append(Alert(
                     type="opportunity", customer_id=customer_id, owner=owner, title=opp.title,
                     reasons=[f"rule {opp.id}: {opp.when.source}"], score=1.0, ts=ts,

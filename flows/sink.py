@@ -70,7 +70,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         clock = 0.0
         models_changed = False
         alerts = 0
-        for item in items:
+        for item in _flat(items):
             kind = item[0]
             if kind == "profile":
                 _, cid, doc = item
@@ -206,6 +206,15 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _flat(items: list[tuple[Any, ...]]) -> Any:
+    """The batch's items, a customer step's ("writes", [...]) bundle opened in place."""
+    for item in items:
+        if item[0] == "writes":
+            yield from item[1]
+        else:
+            yield item
 
 
 class RedisSink(DynamicSink[tuple[Any, ...]]):

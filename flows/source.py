@@ -31,6 +31,8 @@ _PACE = timedelta(milliseconds=20)
 class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
     def __init__(self, url: str, p: int, batch: int, resume: tuple[str, int] | None) -> None:
         self.client = connect.client(url)
+        if not connect.is_cluster(url):  # this client's own table: XREAD replies as sent
+            self.client.set_response_callback("XREAD", _as_sent)
         self.p, self.key, self.batch = p, store.stream(p), batch
         self.last_id, self.seq = resume or ("0-0", 0)
         self._awake: datetime | None = None
@@ -53,10 +55,13 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
         if not res:
             self._awake = datetime.now(UTC) + _IDLE
             return []
-        entries = res[0][1]
+        entries = next(iter(res.values())) if isinstance(res, dict) else res[0][1]
         self._awake = None if len(entries) >= self.batch else datetime.now(UTC) + _PACE
         out: list[Item] = []
         for entry_id, fields in entries:
+            if isinstance(fields, list):  # [field, value, ...] as Redis sent it
+                pairs = iter(fields)
+                fields = dict(zip(pairs, pairs))
             n = fields.get(b"n")  # the entry's number (store.INGEST_LUA); counted if absent
             self.seq = int(n) if n else self.seq + 1
             self.last_id = entry_id.decode()
@@ -72,6 +77,13 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
 
     def close(self) -> None:
         self.client.close()
+
+
+def _as_sent(response: Any, **options: Any) -> Any:
+    """XREAD's reply without redis-py's reshaping (three layers of Python per entry, ~3% of the
+    flow's CPU): {stream: [[id, [field, value, ...]], ...]} (RESP3; a list of [stream, entries]
+    pairs with RESP2), or None."""
+    return response
 
 
 class RedisStreamSource(FixedPartitionedSource[Item, tuple[str, int]]):

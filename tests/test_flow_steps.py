@@ -1,0 +1,138 @@
+"""The flow's cheaper plumbing says the same as the plain one: grouped parsing, bundled writes,
+stream reads as Redis sent them, all conditions in one evaluation, JSON without the slow option."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from engine import store
+from engine.catalog import Catalog
+from engine.opportunity import AlertRules
+from engine.rules import Condition, Conditions
+from flows.main import ROUTED, bundle, parse_batch
+from flows.sink import _flat
+from flows.source import _StreamPartition
+
+RULES = Path(__file__).parent.parent / "rules"
+
+
+def entry(p: int, seq: int, ev: dict[str, Any] | bytes) -> tuple[Any, ...]:
+    raw = ev if isinstance(ev, bytes) else orjson.dumps(ev)
+    return (p, seq, raw, f"{seq}-0", False)
+
+
+def click(eid: str, ts: float, cid: str | None = None, anon: str | None = None) -> dict[str, Any]:
+    ev: dict[str, Any] = {"type": "click", "event_id": eid, "ts": ts, "page": "home"}
+    if cid:
+        ev["customer_id"] = cid
+    if anon:
+        ev["anonymous_id"] = anon
+    return ev
+
+
+def test_parse_batch_groups_known_customers_in_order_and_tags_the_rest() -> None:
+    items = [entry(0, 1, click("e1", 1.0, "c1")), entry(1, 1, click("e2", 2.0, "c2")),
+             entry(0, 2, click("e3", 3.0, anon="a9")), entry(0, 3, b"{not json"),
+             entry(0, 4, click("e4", 4.0, "c1")), entry(1, 2, {"type": "click"})]
+    out = parse_batch(items)
+    pairs = {t[0]: t[1] for t in out if len(t) == 2}
+    assert [ev["event_id"] for ev in pairs["c1"]] == ["e1", "e4"]  # a customer's order kept
+    assert [ev["event_id"] for ev in pairs["c2"]] == ["e2"]
+    assert [(ev["_p"], ev["_seq"]) for ev in pairs["c1"]] == [(0, 1), (0, 4)]
+    anon = [t for t in out if t[0] == "anon"]
+    assert len(anon) == 1 and anon[0][1] == "a9" and anon[0][2]["event_id"] == "e3"
+    bad = [t for t in out if t[0] == "bad"]
+    assert [(t[3], t[4]) for t in bad] == [(0, 3), (1, 2)]  # partition and entry, to count them
+    assert all(t[2] for t in bad)  # each with its reason
+    assert len(out) == 2 + 1 + 2  # nothing lost, nothing twice
+
+
+def test_bundle_keeps_every_write_and_the_highest_progress_per_partition() -> None:
+    out = [("profile", "c1", {"t": 1.0}), ("example", "m", {}, True, 1.0, {}),
+           ("alert", {"alert_id": "x"}), ("summary", "population", "c1", {}, 1.0)]
+    evs = [{"_p": 0, "_seq": 7}, {"_p": 0, "_seq": 9}, {"_p": 2, "_seq": 3}, {"type": "tick"}]
+    routed = bundle(list(out), evs)
+    assert [o[0] for o in routed[:-1]] == ["example", "summary"]
+    assert all(o[0] in ROUTED for o in routed[:-1])
+    kind, writes = routed[-1]
+    assert kind == "writes"
+    assert writes == [out[0], out[2], ("progress", 0, 9), ("progress", 2, 3)]
+    items = [("link", "a", "c"), routed[-1], ("dlq", b"x", "bad", "p0")]
+    assert [i[0] for i in _flat(items)] == ["link", "profile", "alert", "progress", "progress", "dlq"]
+
+
+@pytest.mark.parametrize("protocol", [2, 3])
+def test_the_source_reads_entries_as_redis_sends_them(redis_url: str, r: redis.Redis,
+                                                     protocol: int) -> None:
+    key = store.stream(0)
+    r.xadd(key, {"e": b'{"a":1}', "n": 5, "v": "mark"})
+    r.xadd(key, {"e": b'{"a":2}'})  # written without a number: counted on
+    r.xadd(key, {"v": "mark", "e": b'{"a":3}', "n": 9})  # fields in another order
+    part = _StreamPartition(f"{redis_url}?protocol={protocol}", 0, 2, None)
+    part._schema = b"mark"
+    first, second = part.next_batch(), part.next_batch()
+    assert [i[:3] + i[4:] for i in first + second] == [
+        (0, 5, b'{"a":1}', True), (0, 6, b'{"a":2}', False), (0, 9, b'{"a":3}', True)]
+    assert part.next_batch() == [] and part.snapshot() == (second[-1][3], 9)
+    part.close()
+
+
+def shipped_conditions() -> list[Condition]:
+    rules = AlertRules.load(RULES / "alerts.yaml")
+    catalog = Catalog.load(RULES / "offers.yaml")
+    return [o.when for o in rules.opportunities] + [
+        c for conds in catalog.conditions.values() for c in conds.values()]
+
+
+values = st.none() | st.booleans() | st.integers(-5, 2000) | st.floats(-5, 2000) | st.text(max_size=3)
+FIELDS = ["interest_electronics", "bought_electronics", "bought_travel", "total_spend",
+          "payment_count_1d", "calls_reason_complaint", "calls_reason_billing", "calls_unresolved",
+          "has_travel_insurance", "gold_card", "collections", "age", "churn_risk"]
+section = st.dictionaries(st.sampled_from(FIELDS), values, max_size=8)
+
+
+@given(st.fixed_dictionaries({"features": section, "attributes": section, "scores": section,
+                              "context": st.dictionaries(st.sampled_from(["page"]), values)}))
+@settings(max_examples=300, deadline=None)
+def test_conditions_in_one_evaluation_answer_as_each_alone(data: dict[str, Any]) -> None:
+    conds = shipped_conditions()
+    assert len(conds) >= 8
+    assert Conditions(conds).test(data) == [c.test(data) for c in conds]
+
+
+def test_a_condition_that_cannot_evaluate_does_not_change_the_others() -> None:
+    a = Condition.compile("features.x > 1", "a")
+    b = Condition.compile("features.x > 'text'", "b")  # a number against a string
+    c = Condition.compile("features.y == 2", "c")
+    data = {"features": {"x": 5, "y": 2}}
+    assert [a.test(data), b.test(data), c.test(data)] == [True, False, True]
+    assert Conditions([a, b, c]).test(data) == [True, False, True]
+    whole = Condition.compile("features != null", "whole")  # reads the whole object
+    assert Conditions([a, whole]).test(data) == [True, True]
+    assert Conditions([a, whole]).test({}) == [False, False]
+
+
+def test_the_catalog_names_the_first_false_condition_of_each_offer(tmp_path: Path) -> None:
+    path = tmp_path / "offers.yaml"
+    path.write_text("offers:\n"
+                    "  - {id: a, value: 1, eligible: 'features.x > 1', suitable: 'features.y > 1'}\n"
+                    "  - {id: b, value: 1, applicable: 'features.y > 1', suitable: 'features.x > 9'}\n"
+                    "  - {id: c, value: 1}\n")
+    cat = Catalog.load(path)
+    assert cat.failing({"features": {"x": 5, "y": 0}}) == {"a": "suitable", "b": "applicable"}
+    assert cat.failing({"features": {"x": 0, "y": 0}}) == {"a": "eligible", "b": "applicable"}
+    assert cat.failing({"features": {"x": 10, "y": 2}}) == {}
+
+
+def test_json_with_keys_that_are_not_strings_still_encodes() -> None:
+    assert orjson.loads(store.encode({"a": 1, 2: {3.5: [1]}})) == {"a": 1, "2": {"3.5": [1]}}
+    assert orjson.loads(store.encode({"s": {3, 1}})) == {"s": [1, 3]}
+    with pytest.raises(TypeError):
+        store.encode({"x": object()})
