@@ -23,7 +23,7 @@ from bytewax.inputs import Source
 from bytewax.outputs import Sink
 
 from config import Settings, get_settings
-from engine import learning, population, sourcedrift
+from engine import learning, population, sourcedrift, store
 from engine.catalog import Catalog
 from engine.customer import Context, Customer, process_batch
 from engine.events import BadEvent, validate
@@ -103,9 +103,14 @@ ROUTED = {"summary", "tally", "example", "impression", "feedback", "exposure", "
 def bundle(out: list[Any], evs: list[dict[str, Any]]) -> list[Any]:
     """The customer step's outputs with everything bound for the sink as one ("writes", [...])
     item, and the events' progress as the highest entry per partition (the sink keeps the
-    highest anyway): ~1.7 items per event went through four more steps to the sink before."""
+    highest anyway): ~1.7 items per event went through four more steps to the sink before.
+    The profile document leaves encoded: encoded in the sink, after the whole batch had passed
+    through the customer step, it took ~8 us against ~3 us here (the sink compresses the
+    batch's documents one after the other, the dictionary's tables warm)."""
     routed, writes = [], []
     for o in out:
+        if o[0] == "profile":  # encoded here, while the document is in the CPU's caches
+            o = ("document", o[1], store.encode(o[2]), o[2]["t"])
         (routed if o[0] in ROUTED else writes).append(o)
     progress: dict[int, int] = {}
     for ev in evs:

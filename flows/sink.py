@@ -72,9 +72,13 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         alerts = 0
         for item in _flat(items):
             kind = item[0]
-            if kind == "profile":
+            if kind == "document":  # a profile document, encoded (`flows.main.bundle`)
+                _, cid, raw, t = item
+                profiles[cid] = raw  # a later document of the batch wins
+                clock = max(clock, t)
+            elif kind == "profile":
                 _, cid, doc = item
-                profiles[cid] = store.encode(doc)  # a later document of the batch wins
+                profiles[cid] = store.encode(doc)
                 clock = max(clock, doc["t"])
             elif kind == "progress" and item[1] >= 0:  # < 0: not from a partition stream
                 progress[item[1]] = max(progress.get(item[1], 0), item[2])

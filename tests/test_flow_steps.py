@@ -63,9 +63,10 @@ def test_bundle_keeps_every_write_and_the_highest_progress_per_partition() -> No
     assert all(o[0] in ROUTED for o in routed[:-1])
     kind, writes = routed[-1]
     assert kind == "writes"
-    assert writes == [out[0], out[2], ("progress", 0, 9), ("progress", 2, 3)]
+    document = ("document", "c1", b'{"t":1.0}', 1.0)  # encoded, with its time for the clock
+    assert writes == [document, out[2], ("progress", 0, 9), ("progress", 2, 3)]
     items = [("link", "a", "c"), routed[-1], ("dlq", b"x", "bad", "p0")]
-    assert [i[0] for i in _flat(items)] == ["link", "profile", "alert", "progress", "progress", "dlq"]
+    assert [i[0] for i in _flat(items)] == ["link", "document", "alert", "progress", "progress", "dlq"]
 
 
 @pytest.mark.parametrize("protocol", [2, 3])
