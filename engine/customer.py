@@ -72,7 +72,6 @@ class Customer:
     pending: dict[str, Pending] = field(default_factory=dict)
     cooldown: Cooldown = field(default_factory=Cooldown)
     churn: float | None = None
-    decisions: list[str] = field(default_factory=list)
     scores: dict[str, Any] = field(default_factory=lambda: {"outcomes": {}})
     exposures: dict[str, tuple[float, bool, str]] = field(default_factory=dict)
     watch_at: float | None = None
@@ -93,6 +92,7 @@ def _restore(rest: dict[str, Any]) -> Customer:
     c = Customer(statecodec.load(rest.pop("state")))
     c.pending = {d: Pending(*p) for d, p in rest.pop("pending").items()}
     c.cooldown.__dict__.update(rest.pop("cooldown"))
+    rest.pop("decisions", None)  # snapshots from before the API's decision index
     c.__dict__.update(rest)
     return c
 
@@ -118,7 +118,6 @@ def _on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
     last = next(reversed(c.pending.values()), None)
     c.pending[ev["decision_id"]] = Pending(ev["ts"], _pack(ev.get("x", {}), last), deadlines,
                                            ev.get("channel"))
-    c.decisions = (c.decisions + [ev["decision_id"]])[-20:]
     out: list[Output] = []
     while len(c.pending) > MAX_PENDING:  # a bound on state: the oldest is settled as ignored
         out += _settle(c, next(iter(c.pending)), ev["ts"], everything=True)
@@ -203,7 +202,9 @@ def _drop(c: Customer | None, ev: Event) -> list[Output]:
     record = (ev.get("_p"), ev.get("_id"), ev["event_id"])
     if c is None:
         return [("erase", cid, [], [], record)]
-    return [("erase", cid, sorted(c.state.anonymous_ids), c.decisions, record)]
+    # every decision's key is in the API's per-customer index, which erasure reads; these
+    # are the ones the flow still holds (a list of the latest 20 was ~1.4 KB per customer)
+    return [("erase", cid, sorted(c.state.anonymous_ids), list(c.pending), record)]
 
 
 def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:

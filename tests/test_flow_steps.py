@@ -137,3 +137,22 @@ def test_json_with_keys_that_are_not_strings_still_encodes() -> None:
     assert orjson.loads(store.encode({"s": {3, 1}})) == {"s": [1, 3]}
     with pytest.raises(TypeError):
         store.encode({"x": object()})
+
+
+def test_customer_state_holds_no_decision_list_and_erasure_names_pending_decisions() -> None:
+    from engine.customer import Context, process_batch
+
+    decided = [{"type": "decision", "event_id": f"d:{i}", "decision_id": f"dec{i}",
+                "customer_id": "c1", "ts": 1000.0 + i, "channel": "web", "offers": ["a"],
+                "held_out": [], "x": {"f": 1.0}} for i in range(3)]
+    c, _ = process_batch(None, decided, Context())
+    assert c is not None and list(c.pending) == ["dec0", "dec1", "dec2"]
+    assert not hasattr(c, "decisions")
+    restore, (rest,) = c.__reduce__()
+    rest["decisions"] = ["dec0", "old"]  # a snapshot from before the API's decision index
+    back = restore(rest)
+    assert not hasattr(back, "decisions") and list(back.pending) == list(c.pending)
+    erase = {"type": "erase", "_internal": True, "customer_id": "c1", "event_id": "erase:1",
+             "ts": 2000.0}
+    _, out = process_batch(back, [erase], Context())
+    assert [o[3] for o in out if o[0] == "erase"] == [["dec0", "dec1", "dec2"]]
