@@ -14,7 +14,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+# zstandard is imported here, not lazily: first imported inside bytewax's worker threads, it
+# crashed ~1 start in 4 of a 2 processes x 2 workers flow ("Send thread panic")
 import orjson
+import zstandard
 
 PREFIX = "nb"
 DLQ = f"{PREFIX}:dlq"
@@ -220,8 +223,6 @@ def _zstd() -> tuple[Any, Any, int]:
     objects must not be shared between threads, and bytewax runs a process's workers as threads."""
     codec = getattr(_local, "zstd", None)
     if codec is None:
-        import zstandard
-
         trained = zstandard.ZstdCompressionDict(_dictionary())
         codec = _local.zstd = (zstandard.ZstdCompressor(level=1, dict_data=trained),
                                zstandard.ZstdDecompressor(dict_data=trained), trained.dict_id())
@@ -234,8 +235,6 @@ def _dictionary() -> bytes:
 
 
 def _unzstd(raw: bytes) -> bytes:
-    import zstandard
-
     compressor, decompressor, known = _zstd()
     used = zstandard.get_frame_parameters(raw).dict_id
     if used not in (0, known):  # a document carries its dictionary's id: keep old ones to read

@@ -156,3 +156,15 @@ def test_customer_state_holds_no_decision_list_and_erasure_names_pending_decisio
              "ts": 2000.0}
     _, out = process_batch(back, [erase], Context())
     assert [o[3] for o in out if o[0] == "erase"] == [["dec0", "dec1", "dec2"]]
+
+
+def test_zstandard_is_imported_with_the_store_not_in_a_worker_thread() -> None:
+    """Imported lazily, zstandard was first loaded inside bytewax's worker threads, and a
+    2 processes x 2 workers flow crashed at start about one time in four (`test_scale`)."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", "import sys, engine.store; "
+                          "print('zstandard' in sys.modules)"], capture_output=True, text=True,
+                         cwd=Path(__file__).parent.parent, timeout=60)
+    assert out.stdout.strip() == "True", out.stderr
