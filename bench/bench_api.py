@@ -220,9 +220,9 @@ def main(argv: list[str]) -> None:
         time.sleep(3)
         try:
             rows = []
+            url = str(settings.redis_url)
             for rate in rates:
                 bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
-                url = str(settings.redis_url)
                 cpu = _cpu(engine)
                 dec = measure(settings.api_port, _decision(args.customers), rate, args.duration, url)
                 dec["cpu_cores"] = {k: round((v - cpu[k]) / (args.duration + 1.0), 2)  # + warm-up

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,6 @@ class Opportunity:
 class AlertRules:
     opportunities: list[Opportunity] = field(default_factory=list)
     thresholds: dict[str, float] = field(default_factory=dict)
-    _tests: Conditions | None = field(default=None, repr=False, compare=False)  # all `when`s
 
     @classmethod
     def parse(cls, doc: Any, source: str) -> AlertRules:
@@ -59,6 +59,11 @@ class AlertRules:
         except (OSError, yaml.YAMLError) as exc:
             raise RuleError(f"{path.name}: cannot read: {exc}") from exc
 
+    @functools.cached_property
+    def _tests(self) -> Conditions:
+        """Every rule's `when`, tested in one evaluation."""
+        return Conditions([o.when for o in self.opportunities])
+
     @property
     def wants_offer_scores(self) -> bool:
         """Some rule reads offer propensities (`scores.offers.<offer id>`): worth computing."""
@@ -67,8 +72,6 @@ class AlertRules:
     def opportunities_for(self, customer_id: str, owner: str | None, data: dict[str, Any],
                           ts: float) -> list[Alert]:
         out = []
-        if self._tests is None or self._tests.conditions != [o.when for o in self.opportunities]:
-            self._tests = Conditions([o.when for o in self.opportunities])
         for opp, holds in zip(self.opportunities, self._tests.test(data)):
             if holds:
                 out.append(Alert(

@@ -80,9 +80,6 @@ class Condition:
         self.source, self.where, self._compiled = source, where, compiled
         self._refs = references(source)
 
-    def _slice(self, data: dict[str, Any]) -> dict[str, Any]:
-        return _slice(self._refs, data)
-
     @classmethod
     def compile(cls, source: str, where: str) -> Condition:
         problem = zen.validate_expression(source)
@@ -97,13 +94,13 @@ class Condition:
     def test(self, data: dict[str, Any]) -> bool:
         """True only when the expression evaluates to true; errors and missing values are false."""
         try:
-            return self._compiled.evaluate(self._slice(data)) is True
+            return self._compiled.evaluate(_slice(self._refs, data)) is True
         except Exception:  # noqa: BLE001 - zen raises plain Exception for values it cannot take
             return False
 
     def value(self, data: dict[str, Any]) -> Any:
         try:
-            return self._compiled.evaluate(self._slice(data))
+            return self._compiled.evaluate(_slice(self._refs, data))
         except Exception:  # noqa: BLE001
             return None
 

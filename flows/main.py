@@ -97,7 +97,9 @@ def needs_identity(ev: dict[str, Any]) -> bool:
     return ev["type"] == "identify" or "customer_id" not in ev
 
 
-ROUTED = {"summary", "tally", "example", "impression", "feedback", "exposure", "conversion"}
+TO_POPULATION = ("summary", "tally")  # the customer step's outputs for the steps after it
+TO_MODELS = ("example", "impression", "feedback", "exposure", "conversion")
+ROUTED = {*TO_POPULATION, *TO_MODELS}  # the rest go to the sink
 
 
 def bundle(out: list[Any], evs: list[dict[str, Any]]) -> list[Any]:
@@ -212,12 +214,11 @@ def build_flow(
 
     by_customer = op.merge("by_customer", known.trues, linked)
     outputs = op.key_rm("customer_out", batched("customer", by_customer, customer_step, snap))
-    to_population = op.branch("to_population", outputs, lambda o: o[0] in ("summary", "tally"))
+    to_population = op.branch("to_population", outputs, lambda o: o[0] in TO_POPULATION)
     tallies = op.branch("to_sources", to_population.trues, lambda o: o[0] == "tally")
     by_population = op.key_on("by_population", tallies.falses, lambda o: o[1])
     valued = op.key_rm("valued", batched("population", by_population, population.step, snap))
-    to_models = op.branch("to_models", to_population.falses,
-                          lambda o: o[0] in ("example", "impression", "feedback", "exposure", "conversion"))
+    to_models = op.branch("to_models", to_population.falses, lambda o: o[0] in TO_MODELS)
 
     def model_step(state: learning.ModelState | None, items: list[tuple[Any, ...]]) -> tuple[Any, list[Any]]:
         out: list[Any] = []

@@ -76,10 +76,6 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 _, cid, raw, t = item
                 profiles[cid] = raw  # a later document of the batch wins
                 clock = max(clock, t)
-            elif kind == "profile":
-                _, cid, doc = item
-                profiles[cid] = store.encode(doc)
-                clock = max(clock, doc["t"])
             elif kind == "progress" and item[1] >= 0:  # < 0: not from a partition stream
                 progress[item[1]] = max(progress.get(item[1], 0), item[2])
             elif kind == "alert":
