@@ -53,9 +53,12 @@ def _floor(customers: int) -> load.MakeRequest:
     return make
 
 
-def _events(customers: int, batch: int) -> load.MakeRequest:
+def _events(customers: int, batch: int, run: int = 0) -> load.MakeRequest:
+    """Clicks in batches; `run` keeps each ingest client's event ids (and event times) apart
+    from the others': the same ids again would be dropped as duplicates at ingest, and the
+    flow would have nothing new to process (every step but the first measured so, before)."""
     def make(i: int, rng: random.Random) -> tuple[str, str, bytes | None]:
-        evs = [{"event_id": f"bg-{i}-{k}", "type": "click", "ts": START + 86400 + i,
+        evs = [{"event_id": f"bg{run}-{i}-{k}", "type": "click", "ts": START + 86400 + run * 10_000 + i,
                 "customer_id": f"c{rng.randrange(customers):06d}", "action": "product_view",
                 "category": rng.choice(["electronics", "fashion", "home", "travel"])}
                for k in range(batch)]
@@ -114,13 +117,29 @@ def _forks(redis_url: str | None) -> int:
     return int(redis.Redis.from_url(redis_url).info("stats")["total_forks"]) if redis_url else 0
 
 
+_runs = iter(range(1, 1_000_000))
+
+
 def start_ingest(port: int, customers: int, events_per_s: int, duration: float) -> mp.Process:
     batch = 10
     q: Any = mp.Queue()
-    p = mp.Process(target=_client, args=(port, _events(customers, batch), events_per_s / batch,
-                                         duration, q), daemon=True)
+    make = _events(customers, batch, next(_runs))
+    p = mp.Process(target=_client, args=(port, make, events_per_s / batch, duration, q), daemon=True)
     p.start()
     return p
+
+
+def ingested(port: int) -> float:
+    return new_events(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+
+
+def new_events(metrics_text: str) -> float:
+    """New events the API has put on the streams so far (accepted ones less duplicates), from
+    its /metrics: the load a step really put on the flow."""
+    sign = {'nextbest_events_total{result="accepted"}': 1,
+            'nextbest_events_total{result="duplicate"}': -1}
+    pairs = (line.rpartition(" ") for line in metrics_text.splitlines())
+    return sum(sign[name] * float(value) for name, _, value in pairs if name in sign)
 
 
 def history_rounds(customers: int, bursts: int) -> int:
@@ -222,20 +241,28 @@ def main(argv: list[str]) -> None:
             rows = []
             url = str(settings.redis_url)
             for rate in rates:
+                fed = ingested(settings.api_port)
                 bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
-                cpu = _cpu(engine)
+                cpu, t = _cpu(engine), time.monotonic()
                 dec = measure(settings.api_port, _decision(args.customers), rate, args.duration, url)
                 dec["cpu_cores"] = {k: round((v - cpu[k]) / (args.duration + 1.0), 2)  # + warm-up
                                     for k, v in _cpu(engine).items()}
+                dec["ingested_per_s"] = round((ingested(settings.api_port) - fed)
+                                              / (time.monotonic() - t))
                 bg.join()
+                fed = ingested(settings.api_port)
                 bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
+                t = time.monotonic()
                 flo = measure(floor_port, _floor(args.customers), rate, args.duration, url)
+                flo["ingested_per_s"] = round((ingested(settings.api_port) - fed)
+                                              / (time.monotonic() - t))
                 bg.join()
                 rows.append({"decisions": dec, "floor": flo})
                 print(f"rate {rate:>6.0f}/s  decisions p50 {dec['p50_ms']:.2f} p99 {dec['p99_ms']:.2f} "
                       f"errors {dec['errors']} AOF rewrites {dec['aof_rewrites']} "
                       f"CPU cores {dec['cpu_cores']}  |  floor p50 "
-                      f"{flo['p50_ms']:.2f} p99 {flo['p99_ms']:.2f} AOF rewrites {flo['aof_rewrites']}",
+                      f"{flo['p50_ms']:.2f} p99 {flo['p99_ms']:.2f} AOF rewrites {flo['aof_rewrites']}"
+                      f"  |  new events/s {dec['ingested_per_s']}, {flo['ingested_per_s']}",
                       flush=True)
             results["rates"] = rows
             bg = start_ingest(settings.api_port, args.customers, args.ingest, 30)
@@ -259,14 +286,14 @@ def print_table(res: dict[str, Any]) -> None:
     t = Table(title=f"POST /v1/decisions vs floor, {res['customers']:,} customers, "
                     f"{res['api_workers']} API worker(s), flow ingesting {res['ingest_events_per_s']}/s")
     for col in ("endpoint", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors",
-                "AOF rewrites"):
+                "AOF rewrites", "events in/s"):
         t.add_column(col, justify="right")
     for row in res["rates"]:
         for name in ("decisions", "floor"):
             r = row[name]
             t.add_row(name, f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
                       f"{r['p99_ms']:.2f}", f"{r['p999_ms']:.2f}", str(r["errors"]),
-                      str(r.get("aof_rewrites", "")))
+                      str(r.get("aof_rewrites", "")), str(r.get("ingested_per_s", "")))
     Console().print(t)
     print(f"highest decision rate with p99 < 10 ms: {res['max_rate_p99_under_10ms']}")
     print(f"freshness (POST /v1/events returned -> visible in GET /v1/customers): {res['freshness']}")
