@@ -23,21 +23,18 @@ from collections import deque
 from typing import Any
 
 import hiredis
-import redis.asyncio as aioredis
-from redis._parsers.base import BaseParser
 from redis.exceptions import ConnectionError, TimeoutError
 
-Commands = list[tuple[tuple[Any, ...], dict[str, Any]]]
-_CALLBACKS = aioredis.Redis(protocol=2).response_callbacks  # RESP2 shapes, as redis-py returns
+from config.wire import Commands, ReplyError, pack, parse
+from config.wire import hello as wire_hello
+from config.wire import usable as one_server
 
-
-class _Error(str):
-    """An error reply, as hiredis hands it over (turned into redis-py's class per command)."""
+__all__ = ["Commands", "Wire"]
 
 
 class _Wire(asyncio.Protocol):
     def __init__(self) -> None:
-        self.reader = hiredis.Reader(replyError=_Error)
+        self.reader = hiredis.Reader(replyError=ReplyError)
         self.waiting: deque[tuple[asyncio.Future[list[Any]], int, list[Any]]] = deque()
         self.transport: asyncio.Transport | None = None
         self.lost: Exception | None = None
@@ -81,11 +78,7 @@ class _Wire(asyncio.Protocol):
 class Wire:
     """`execute(commands)` -> their replies, in order (errors in place, as exceptions)."""
 
-    @staticmethod
-    def usable(redis: Any) -> bool:
-        """A client of one Redis, not over TLS (its pool's connection class says)."""
-        pool = getattr(redis, "connection_pool", None)
-        return pool is not None and "SSL" not in pool.connection_class.__name__
+    usable = staticmethod(one_server)
 
     def __init__(self, redis: Any, timeout: float) -> None:
         self.options = redis.connection_pool.connection_kwargs
@@ -95,14 +88,13 @@ class Wire:
 
     async def execute(self, commands: Commands) -> list[Any]:
         wire = await self._connected()
-        packed = b"".join(hiredis.pack_command(args) for args, _ in commands)
-        future = wire.send(packed, len(commands))
+        future = wire.send(pack(commands), len(commands))
         expire = asyncio.get_running_loop().call_later(self.timeout, self._expired, wire)
         try:
             replies = await future
         finally:
             expire.cancel()
-        return [_parse(reply, args, options) for reply, (args, options) in zip(replies, commands)]
+        return [parse(reply, args, options) for reply, (args, options) in zip(replies, commands)]
 
     def _expired(self, wire: _Wire) -> None:
         # the error is made only when it happens (building one per round trip cost ~1% of CPU)
@@ -126,30 +118,10 @@ class Wire:
                                                        o.get("port", 6379))
         except OSError as exc:
             raise ConnectionError(f"cannot connect to Redis: {exc}") from exc
-        hello: Commands = []
-        if o.get("password"):
-            auth = (o["username"], o["password"]) if o.get("username") else (o["password"],)
-            hello.append((("AUTH", *auth), {}))
-        if o.get("db"):
-            hello.append((("SELECT", o["db"]), {}))
-        if hello:
-            for reply in await wire.send(b"".join(hiredis.pack_command(a) for a, _ in hello),
-                                         len(hello)):
-                if isinstance(reply, _Error):
+        if hello := wire_hello(o):
+            for reply in await wire.send(pack(hello), len(hello)):
+                if isinstance(reply, ReplyError):
                     wire.fail(ConnectionError(f"Redis refused the connection: {reply}"))
                     raise ConnectionError(f"Redis refused the connection: {reply}")
         return wire
 
-
-def _parse(reply: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
-    """What redis-py's pipeline would return for this reply (`Redis.parse_response`)."""
-    options = {k: v for k, v in options.items() if k != "keys"}
-    if isinstance(reply, _Error):
-        if "EMPTY_RESPONSE" in options:
-            return options["EMPTY_RESPONSE"]
-        return BaseParser.parse_error(str(reply))  # NoScriptError, BusyLoadingError, ...
-    options.pop("EMPTY_RESPONSE", None)
-    options.pop("NEVER_DECODE", None)
-    name = args[0].decode() if isinstance(args[0], bytes) else str(args[0])
-    callback = _CALLBACKS.get(name.upper())
-    return callback(reply, **options) if callback is not None else reply

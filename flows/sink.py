@@ -13,6 +13,7 @@ import redis
 from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from config import connect
+from config.wire import SyncWire, usable
 from engine import store
 
 SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
@@ -32,6 +33,9 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                  ingest: tuple[int, int, int]) -> None:
         self.client = connect.client(url)
         self.cluster = connect.is_cluster(url)
+        # a batch's pipeline is built by redis-py and sent by hiredis (config/wire.py): a
+        # pipeline of 10 commands cost ~40 us of CPU that way against ~150 us through redis-py
+        self.wire = None if self.cluster or not usable(self.client) else SyncWire(self.client)
         self.dlq_maxlen, self.alerts_maxlen = dlq_maxlen, alerts_maxlen
         self.setmax = self.client.register_script(SETMAX)
         self.unwatch = self.client.register_script(UNWATCH)
@@ -117,7 +121,10 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             self._call(self.setmax, [store.processed(p)], [seq], pipe)
         if clock:
             self._call(self.setmax, [store.CLOCK], [clock], pipe)
-        pipe.execute()
+        if self.wire is None:
+            pipe.execute()
+        elif commands := connect.queued(pipe):
+            self.wire.execute(commands, raw=True)  # the first error reply is raised
         self.alerts_since_trim += alerts
         if self.alerts_since_trim >= TRIM_EVERY:
             self.alerts_since_trim = 0
@@ -205,6 +212,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.delete(store.decision(d))
 
     def close(self) -> None:
+        if self.wire is not None:
+            self.wire.close()
         self.client.close()
 
 

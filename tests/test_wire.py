@@ -1,6 +1,7 @@
-"""The hiredis wire under the batcher (api/wire.py), against real Redis servers: the same replies
-as a redis-py pipeline, many round trips in flight on one socket each answered with its own,
-password and database selection, a timeout that fails its round trip, and a restart."""
+"""The hiredis wires, against real Redis servers: the batcher's (api/wire.py) and the flow's
+blocking one (config/wire.py). The same replies as a redis-py pipeline, many round trips in
+flight on one socket each answered with its own, password and database selection, a timeout
+that fails its round trip, and a restart."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.wire import Wire
+from config.wire import SyncWire
 from nextbest.redis_server import RedisServer
 
 COMMANDS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
@@ -129,3 +131,63 @@ async def _outcome(wire: Wire) -> Any:
         return await wire.execute([(("GET", "w:a"), {})])
     except RedisConnectionError as exc:
         return type(exc).__name__
+
+
+# the flow's blocking wire (config/wire.py): stream reads and the sink's batches
+
+def test_the_blocking_wire_returns_what_redis_py_does_and_raises_the_first_error(
+        redis_url: str, r: redis.Redis) -> None:
+    good = [c for c in COMMANDS if c[0][0] != "EVALSHA" and c[0] != ("INCR", "w:h")]  # no errors
+    r.flushdb()
+    wire = SyncWire(r)
+    ours = wire.execute(good)
+    r.flushdb()
+    pipe = r.pipeline(transaction=False)
+    for args, options in good:
+        pipe.execute_command(*args, **options)
+    assert [_shape(x) for x in ours] == [_shape(x) for x in pipe.execute()]
+    with pytest.raises(NoScriptError):  # as a redis-py pipeline raises it, after every reply
+        wire.execute([(("SET", "w:after", 1), {}), (("EVALSHA", "0" * 40, 0), {}),
+                      (("INCR", "w:after"), {})], raw=True)
+    assert r.get("w:after") == b"2" and wire.execute([(("PING",), {})], raw=True) == [b"PONG"]
+
+
+def test_the_blocking_wire_reads_a_stream_as_redis_sent_it(r: redis.Redis) -> None:
+    ids = [r.xadd("w:stream", {"e": f"{i}", "n": i}) for i in range(3)]
+    [reply] = SyncWire(r).execute([(("XREAD", "COUNT", 2, "STREAMS", "w:stream", "0-0"), {})],
+                                  raw=True)
+    assert reply == [[b"w:stream", [[ids[0], [b"e", b"0", b"n", b"0"]],
+                                    [ids[1], [b"e", b"1", b"n", b"1"]]]]]
+    empty = SyncWire(r).execute([(("XREAD", "COUNT", 2, "STREAMS", "w:stream", ids[2]), {})],
+                                raw=True)
+    assert empty == [None]
+
+
+def test_the_blocking_wire_uses_password_and_database_and_times_out(tmp_path: Path) -> None:
+    with RedisServer(tmp_path / "r", extra=["--requirepass", "pw-sync"]) as server:
+        url = f"redis://:pw-sync@127.0.0.1:{server.port}/2"
+        wire = SyncWire(redis.Redis.from_url(url), timeout=0.2)
+        assert wire.execute([(("SET", "w:db", "two"), {})]) == [True]
+        assert redis.Redis.from_url(url).get("w:db") == b"two"
+        assert redis.Redis.from_url(url.removesuffix("/2") + "/0").get("w:db") is None
+        with pytest.raises(RedisTimeoutError, match="0.2 s"):
+            wire.execute([(("BLPOP", "w:never", 2), {})])  # the server holds it 2 s
+        assert wire.execute([(("GET", "w:db"), {})]) == [b"two"]  # a new connection
+        with pytest.raises(RedisConnectionError, match="refused"):
+            SyncWire(redis.Redis.from_url(url.replace("pw-sync", "wrong"))).execute([(("PING",), {})])
+
+
+def test_the_blocking_wire_fails_while_redis_is_down_and_reconnects_after_a_restart(
+        tmp_path: Path) -> None:
+    server = RedisServer(tmp_path / "r").start()
+    try:
+        wire = SyncWire(redis.Redis.from_url(server.url), timeout=1.0)
+        assert wire.execute([(("SET", "w:a", 1), {})]) == [True]
+        server.stop()
+        for _ in range(2):
+            with pytest.raises(RedisConnectionError):
+                wire.execute([(("GET", "w:a"), {})])
+        server.start()
+        assert wire.execute([(("GET", "w:a"), {})]) == [b"1"]  # the append-only file kept it
+    finally:
+        server.stop()
