@@ -234,9 +234,15 @@ def _dictionary() -> bytes:
     return (Path(__file__).parent / "profile.zdict").read_bytes()
 
 
+MAX_INFLATED = 4 << 20  # a compressed payload may not say it holds more (a decompression bomb)
+
+
 def _unzstd(raw: bytes) -> bytes:
     compressor, decompressor, known = _zstd()
-    used = zstandard.get_frame_parameters(raw).dict_id
+    frame = zstandard.get_frame_parameters(raw)
+    size, used = frame.content_size, frame.dict_id
+    if size == zstandard.CONTENTSIZE_UNKNOWN or size > MAX_INFLATED:
+        raise ValueError(f"compressed payload of unknown or too large size ({size} bytes)")
     if used not in (0, known):  # a document carries its dictionary's id: keep old ones to read
         raise ValueError(f"profile document compressed with dictionary {used}; this build has {known}")
     return decompressor.decompress(raw)
@@ -250,4 +256,10 @@ def ingest_args(event: dict[str, Any], partitions: int, dedup_ttl: int, maxlen: 
 
     p = partition_of(routing_key(event), partitions)
     keys = [stream(p), seen(p, event["event_id"]), ingested(p)]
-    return keys, [encode(event), dedup_ttl, maxlen, SCHEMA]
+    payload = encode(event)
+    if event.get("_internal") and event.get("type") == "decision":
+        # ~2.4 KB of JSON, mostly the model inputs, -> ~0.9 KB (~6 us): at 1,000 decisions/s
+        # they were most of what the streams hold and of the append-only file's growth (which
+        # sets how often Redis forks to rewrite it). Readers go through `decode`.
+        payload = compress(payload)
+    return keys, [payload, dedup_ttl, maxlen, SCHEMA]

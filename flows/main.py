@@ -18,6 +18,7 @@ from typing import Any
 
 import bytewax.operators as op
 import orjson
+import zstandard
 from bytewax.dataflow import Dataflow
 from bytewax.inputs import Source
 from bytewax.outputs import Sink
@@ -58,9 +59,11 @@ def _parse_entry(raw: bytes, validated: bool = False) -> dict[str, Any]:
     mark, `events.SCHEMA`), as they are: validating again cost ~9 us of ~75 per event. Anything
     else is validated as `engine.events.parse` does (from the object already decoded)."""
     try:
-        obj = orjson.loads(raw)
+        obj = orjson.loads(raw) if raw[:1] != b"(" else store.decode(raw)  # compressed records
     except orjson.JSONDecodeError as exc:
         raise BadEvent(f"not JSON: {exc}") from None
+    except (ValueError, zstandard.ZstdError) as exc:
+        raise BadEvent(f"unreadable compressed record: {exc}") from None
     if isinstance(obj, dict) and (validated or obj.get("type") in INTERNAL and obj.get("_internal")):
         return obj
     return validate(obj)

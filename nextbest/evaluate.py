@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from rich.console import Console
 from rich.table import Table
 
@@ -30,7 +29,7 @@ def read_log(settings: Settings) -> tuple[list[Logged], list[Logged]]:
         while True:
             entries = c.xrange(store.stream(p), min=start, count=5000)
             for _, f in entries:
-                ev = orjson.loads(f[b"e"])
+                ev = store.decode(f[b"e"])  # decision records are compressed
                 if ev.get("type") == "decision" and ev.get("offers") and ev.get("candidates"):
                     decisions[ev["decision_id"]] = ev
                 elif ev.get("type") == "feedback":

@@ -9,6 +9,7 @@ from typing import Any
 import orjson
 import pytest
 import redis
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -167,3 +168,34 @@ def test_zstandard_is_imported_with_the_store_not_in_a_worker_thread() -> None:
                           "print('zstandard' in sys.modules)"], capture_output=True, text=True,
                          cwd=Path(__file__).parent.parent, timeout=60)
     assert out.stdout.strip() == "True", out.stderr
+
+
+def test_decision_records_are_stored_compressed_and_read_back_whole() -> None:
+    x = {f"feature_{i}": 0.0 if i % 3 else i / 7 for i in range(150)}
+    record = {"type": "decision", "_internal": True, "event_id": "d:1", "decision_id": "1",
+              "customer_id": "c1", "ts": 10.0, "offers": ["a"], "x": x}
+    _, (payload, *_) = store.ingest_args(record, 4, 60, 1000)
+    assert payload[:1] == b"(" and len(payload) < len(store.encode(record)) / 2
+    assert store.decode(payload) == record
+    click = {"type": "click", "event_id": "e1", "customer_id": "c1", "ts": 10.0}
+    assert store.ingest_args(click, 4, 60, 1000)[1][0] == store.encode(click)  # events as sent
+    [(cid, [ev])] = parse_batch([entry(0, 1, payload)])
+    assert cid == "c1" and ev["x"] == x and ev["_seq"] == 1
+
+
+def test_a_corrupt_or_oversized_compressed_entry_is_dead_lettered_with_a_reason() -> None:
+    big = zstandard.ZstdCompressor().compress(b"{" + b" " * (store.MAX_INFLATED + 1) + b"}")
+    out = parse_batch([entry(0, 1, b"(not zstd"), entry(0, 2, big), entry(0, 3, b"(")])
+    assert [(o[0], o[4]) for o in out] == [("bad", 1), ("bad", 2), ("bad", 3)]
+    assert all("unreadable compressed record" in o[2] for o in out)
+    assert "too large" in out[1][2]
+
+
+def test_the_api_appends_its_decision_record_compressed(api: Any, r: redis.Redis) -> None:
+    res = api.post("/v1/decisions", json={"customer_id": "c-zip", "channel": "web"})
+    assert res.status_code == 200, res.text
+    did = res.json()["decision_id"]
+    raws = [f[b"e"] for p in range(2) for _, f in r.xrange(store.stream(p))]
+    [raw] = [x for x in raws if store.decode(x)["decision_id"] == did]
+    record = store.decode(raw)
+    assert raw[:1] == b"(" and record["customer_id"] == "c-zip" and record["x"]
