@@ -210,9 +210,8 @@ def _drop(c: Customer | None, ev: Event) -> list[Output]:
 def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     """One event into the state; False for a duplicate."""
     st = c.state
-    if st.is_duplicate(ev["event_id"]):
+    if not st.first_time(ev["event_id"]):
         return False
-    st.remember(ev["event_id"])
     kind = ev["type"]
     if kind == "decision":
         out += _on_decision(c, ev, ctx)

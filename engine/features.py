@@ -123,8 +123,9 @@ class CustomerState:
     def is_duplicate(self, event_id: str) -> bool:
         return seen_ids.contains(self.seen, event_id)
 
-    def remember(self, event_id: str) -> None:
-        seen_ids.add(self.seen, event_id)
+    def first_time(self, event_id: str) -> bool:
+        """Remember `event_id`: False for a duplicate (`is_duplicate` and `remember` in one)."""
+        return seen_ids.first_time(self.seen, event_id)
 
     def interactions(self) -> list[orjson.Fragment]:
         """The latest interactions, oldest first, ready for `orjson.dumps`."""

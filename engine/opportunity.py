@@ -64,9 +64,10 @@ class AlertRules:
         """Every rule's `when`, tested in one evaluation."""
         return Conditions([o.when for o in self.opportunities])
 
-    @property
+    @functools.cached_property
     def wants_offer_scores(self) -> bool:
-        """Some rule reads offer propensities (`scores.offers.<offer id>`): worth computing."""
+        """Some rule reads offer propensities (`scores.offers.<offer id>`): worth computing
+        (asked once per customer per batch; the rules do not change once loaded)."""
         return any("scores.offers" in o.when.source for o in self.opportunities)
 
     def opportunities_for(self, customer_id: str, owner: str | None, data: dict[str, Any],

@@ -7,8 +7,8 @@ stream; this is the second line, for inputs that bypass it (Kafka, direct stream
 64-bit digest confuses two ids with probability ~512 / 2**64 per event.
 
 >>> seen = bytearray()
->>> add(seen, "e1"); contains(seen, "e1"), contains(seen, "e2"), len(seen)
-(True, False, 8)
+>>> first_time(seen, "e1"), first_time(seen, "e1"), contains(seen, "e2"), len(seen)
+(True, False, False, 8)
 """
 
 from __future__ import annotations
@@ -24,7 +24,19 @@ def digest(event_id: str) -> bytes:
 
 
 def contains(seen: bytearray, event_id: str) -> bool:
+    return _holds(seen, digest(event_id))
+
+
+def first_time(seen: bytearray, event_id: str) -> bool:
+    """Remember `event_id`; False if it was remembered already (one digest for both)."""
     d = digest(event_id)
+    if _holds(seen, d):
+        return False
+    _append(seen, d)
+    return True
+
+
+def _holds(seen: bytearray, d: bytes) -> bool:
     i = seen.find(d)
     while i != -1:
         if i % SIZE == 0:  # aligned: a whole digest, not the tail of one and head of the next
@@ -33,8 +45,8 @@ def contains(seen: bytearray, event_id: str) -> bool:
     return False
 
 
-def add(seen: bytearray, event_id: str) -> None:
-    seen += digest(event_id)
+def _append(seen: bytearray, d: bytes) -> None:
+    seen += d
     if len(seen) > SIZE * MAX_SEEN:
         del seen[: SIZE * (MAX_SEEN // 4)]  # a quarter at a time: the cost stays amortised
 

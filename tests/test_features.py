@@ -58,8 +58,7 @@ def rich_events(rng: random.Random, cid: str = "c1", n: int = 400, span_days: fl
 def state_of(events: list[dict[str, Any]], lateness: float = 3600.0) -> CustomerState:
     st = CustomerState("c1", lateness)
     for e in events:
-        if not st.is_duplicate(e["event_id"]):
-            st.remember(e["event_id"])
+        if st.first_time(e["event_id"]):
             st.update(e)
         st.features()  # read after every event, as the flow does: reads must not change state
     return st
