@@ -13,6 +13,7 @@ customer, and writes bench/results/api.json.
 from __future__ import annotations
 
 import argparse
+import itertools
 import multiprocessing as mp
 import os
 import random
@@ -117,7 +118,7 @@ def _forks(redis_url: str | None) -> int:
     return int(redis.Redis.from_url(redis_url).info("stats")["total_forks"]) if redis_url else 0
 
 
-_runs = iter(range(1, 1_000_000))
+_runs = itertools.count(1)  # each ingest client's own ids
 
 
 def start_ingest(port: int, customers: int, events_per_s: int, duration: float) -> mp.Process:

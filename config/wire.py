@@ -68,7 +68,7 @@ def parse(reply: Any, args: tuple[Any, ...], options: dict[str, Any]) -> Any:
 
 class SyncWire:
     """A blocking connection: `execute(commands)` sends them in one write and returns the
-    replies in order, as Redis sent them (`raw`) or shaped as redis-py would; the first error
+    replies in order, as Redis sent them (`parse` shapes one as redis-py would); the first error
     reply is raised (as a redis-py pipeline does) after every reply was read. A socket error or
     a reply slower than `timeout` drops the connection and raises redis-py's `ConnectionError`
     or `TimeoutError`; the next call connects again."""
@@ -79,7 +79,7 @@ class SyncWire:
         self.sock: socket.socket | None = None
         self.reader = hiredis.Reader(replyError=ReplyError)
 
-    def execute(self, commands: Commands, raw: bool = False) -> list[Any]:
+    def execute(self, commands: Commands) -> list[Any]:
         try:
             sock = self.sock or self._connect()
             sock.sendall(pack(commands))
@@ -90,16 +90,10 @@ class SyncWire:
         except OSError as exc:
             self.close()
             raise Lost(f"connection to Redis lost: {exc}") from exc
-        if raw:
-            for reply in replies:
-                if isinstance(reply, ReplyError):
-                    raise BaseParser.parse_error(str(reply))
-            return replies
-        out = [parse(reply, args, options) for reply, (args, options) in zip(replies, commands)]
-        for reply in out:
-            if isinstance(reply, Exception):
-                raise reply
-        return out
+        for reply in replies:
+            if isinstance(reply, ReplyError):
+                raise BaseParser.parse_error(str(reply))  # NoScriptError, ...
+        return replies
 
     def _read(self, sock: socket.socket, count: int) -> list[Any]:
         replies: list[Any] = []
@@ -129,15 +123,12 @@ class SyncWire:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.sock, self.reader = sock, hiredis.Reader(replyError=ReplyError)
         if commands := hello(o):
-            for reply in self._read_after(sock, commands):
+            sock.sendall(pack(commands))
+            for reply in self._read(sock, len(commands)):
                 if isinstance(reply, ReplyError):
                     self.close()
                     raise Lost(f"Redis refused the connection: {reply}")
         return sock
-
-    def _read_after(self, sock: socket.socket, commands: Commands) -> list[Any]:
-        sock.sendall(pack(commands))
-        return self._read(sock, len(commands))
 
     def close(self) -> None:
         if self.sock is not None:

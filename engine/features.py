@@ -120,11 +120,8 @@ class CustomerState:
         return purchases.history(self.purchase_days, self.purchase_days_dropped,
                                  self.first_purchase_day)
 
-    def is_duplicate(self, event_id: str) -> bool:
-        return seen_ids.contains(self.seen, event_id)
-
     def first_time(self, event_id: str) -> bool:
-        """Remember `event_id`: False for a duplicate (`is_duplicate` and `remember` in one)."""
+        """Remember `event_id`: False for a duplicate (`engine.seen`, one digest for both)."""
         return seen_ids.first_time(self.seen, event_id)
 
     def interactions(self) -> list[orjson.Fragment]:

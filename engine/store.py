@@ -14,9 +14,10 @@ import zlib
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 # zstandard is imported here, not lazily: first imported inside bytewax's worker threads, it
 # crashed ~1 start in 4 of a 2 processes x 2 workers flow ("Send thread panic")
-import orjson
 import zstandard
 
 PREFIX = "nb"

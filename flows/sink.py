@@ -124,7 +124,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         if self.wire is None:
             pipe.execute()
         elif commands := connect.queued(pipe):
-            self.wire.execute(commands, raw=True)  # the first error reply is raised
+            self.wire.execute(commands)  # the first error reply is raised
         self.alerts_since_trim += alerts
         if self.alerts_since_trim >= TRIM_EVERY:
             self.alerts_since_trim = 0

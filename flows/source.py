@@ -55,7 +55,7 @@ class _StreamPartition(StatefulSourcePartition[Item, tuple[str, int]]):
         try:
             if self.wire is not None:
                 res = self.wire.execute([(("XREAD", "COUNT", self.batch, "STREAMS", self.key,
-                                           self.last_id), {})], raw=True)[0]
+                                           self.last_id), {})])[0]
             else:
                 res = self.client.xread({self.key: self.last_id}, count=self.batch)
         except (redis.ConnectionError, redis.TimeoutError):

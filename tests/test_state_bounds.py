@@ -31,11 +31,11 @@ def test_remembered_ids_are_the_latest_512_as_8_byte_digests() -> None:
     assert all(st.first_time(f"e{i}") for i in range(600))
     assert not st.first_time("e599") and not st.first_time("e200")  # repeats: not remembered twice
     assert len(st.seen) <= 8 * seen.MAX_SEEN
-    assert all(st.is_duplicate(f"e{i}") for i in range(200, 600))  # the latest are known
-    assert not any(st.is_duplicate(f"e{i}") for i in range(0, 128))  # the earliest forgotten
-    assert not st.is_duplicate("never")
+    assert all(seen.contains(st.seen, f"e{i}") for i in range(200, 600))  # the latest are known
+    assert not any(seen.contains(st.seen, f"e{i}") for i in range(0, 128))  # the earliest forgotten
+    assert not seen.contains(st.seen, "never")
     back = pickle.loads(pickle.dumps(st))
-    assert back.seen == st.seen and back.is_duplicate("e599")
+    assert back.seen == st.seen and seen.contains(back.seen, "e599")
 
 
 def test_a_digest_is_only_found_at_a_digest_boundary() -> None:
@@ -52,8 +52,8 @@ def test_snapshots_from_before_digests_keep_their_ids() -> None:
     legacy = {**st.__dict__, "seen": {"old1": T0, "old2": T0 + 1}}
     restored = CustomerState.__new__(CustomerState)
     restored.__setstate__(legacy)
-    assert restored.is_duplicate("old1") and restored.is_duplicate("old2")
-    assert not restored.is_duplicate("old3")
+    assert seen.contains(restored.seen, "old1") and seen.contains(restored.seen, "old2")
+    assert not seen.contains(restored.seen, "old3")
 
 
 def test_redelivered_events_change_nothing_within_the_remembered_ids() -> None:

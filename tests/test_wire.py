@@ -17,7 +17,7 @@ from redis.exceptions import NoScriptError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from api.wire import Wire
-from config.wire import SyncWire
+from config.wire import SyncWire, parse
 from nextbest.redis_server import RedisServer
 
 COMMANDS: list[tuple[tuple[Any, ...], dict[str, Any]]] = [
@@ -140,7 +140,7 @@ def test_the_blocking_wire_returns_what_redis_py_does_and_raises_the_first_error
     good = [c for c in COMMANDS if c[0][0] != "EVALSHA" and c[0] != ("INCR", "w:h")]  # no errors
     r.flushdb()
     wire = SyncWire(r)
-    ours = wire.execute(good)
+    ours = [parse(reply, args, options) for reply, (args, options) in zip(wire.execute(good), good)]
     r.flushdb()
     pipe = r.pipeline(transaction=False)
     for args, options in good:
@@ -148,18 +148,16 @@ def test_the_blocking_wire_returns_what_redis_py_does_and_raises_the_first_error
     assert [_shape(x) for x in ours] == [_shape(x) for x in pipe.execute()]
     with pytest.raises(NoScriptError):  # as a redis-py pipeline raises it, after every reply
         wire.execute([(("SET", "w:after", 1), {}), (("EVALSHA", "0" * 40, 0), {}),
-                      (("INCR", "w:after"), {})], raw=True)
-    assert r.get("w:after") == b"2" and wire.execute([(("PING",), {})], raw=True) == [b"PONG"]
+                      (("INCR", "w:after"), {})])
+    assert r.get("w:after") == b"2" and wire.execute([(("PING",), {})]) == [b"PONG"]
 
 
 def test_the_blocking_wire_reads_a_stream_as_redis_sent_it(r: redis.Redis) -> None:
     ids = [r.xadd("w:stream", {"e": f"{i}", "n": i}) for i in range(3)]
-    [reply] = SyncWire(r).execute([(("XREAD", "COUNT", 2, "STREAMS", "w:stream", "0-0"), {})],
-                                  raw=True)
+    [reply] = SyncWire(r).execute([(("XREAD", "COUNT", 2, "STREAMS", "w:stream", "0-0"), {})])
     assert reply == [[b"w:stream", [[ids[0], [b"e", b"0", b"n", b"0"]],
                                     [ids[1], [b"e", b"1", b"n", b"1"]]]]]
-    empty = SyncWire(r).execute([(("XREAD", "COUNT", 2, "STREAMS", "w:stream", ids[2]), {})],
-                                raw=True)
+    empty = SyncWire(r).execute([(("XREAD", "COUNT", 2, "STREAMS", "w:stream", ids[2]), {})])
     assert empty == [None]
 
 
@@ -167,7 +165,7 @@ def test_the_blocking_wire_uses_password_and_database_and_times_out(tmp_path: Pa
     with RedisServer(tmp_path / "r", extra=["--requirepass", "pw-sync"]) as server:
         url = f"redis://:pw-sync@127.0.0.1:{server.port}/2"
         wire = SyncWire(redis.Redis.from_url(url), timeout=0.2)
-        assert wire.execute([(("SET", "w:db", "two"), {})]) == [True]
+        assert wire.execute([(("SET", "w:db", "two"), {})]) == [b"OK"]
         assert redis.Redis.from_url(url).get("w:db") == b"two"
         assert redis.Redis.from_url(url.removesuffix("/2") + "/0").get("w:db") is None
         with pytest.raises(RedisTimeoutError, match="0.2 s"):
@@ -182,7 +180,7 @@ def test_the_blocking_wire_fails_while_redis_is_down_and_reconnects_after_a_rest
     server = RedisServer(tmp_path / "r").start()
     try:
         wire = SyncWire(redis.Redis.from_url(server.url), timeout=1.0)
-        assert wire.execute([(("SET", "w:a", 1), {})]) == [True]
+        assert wire.execute([(("SET", "w:a", 1), {})]) == [b"OK"]
         server.stop()
         for _ in range(2):
             with pytest.raises(RedisConnectionError):
