@@ -91,3 +91,31 @@ def test_api_killed_mid_ingest_every_acknowledged_event_is_processed_once(tmp_pa
         docs = pipe.execute()
         counts = [store.decode(d)["f"].get("click_count_90d", 0) if d else 0 for d in docs]
         assert counts.count(1) == len(acked), f"{counts.count(0)} acknowledged events missing"
+
+
+def test_the_rewrite_child_runs_as_idle_background_work_and_loses_nothing(tmp_path: Path) -> None:
+    """Redis's fork child (the append-only file's rewrite) is set to SCHED_IDLE by the server's
+    watcher; the rewrite still completes, and a restart reads back every key."""
+    with RedisServer(tmp_path / "redis") as server:
+        r = redis.Redis.from_url(server.url)
+        r.mset({f"k{i}": i for i in range(300)})
+        r.config_set("rdb-key-save-delay", 5000)  # 5 ms per key: the child lives ~1.5 s
+        r.bgrewriteaof()
+        path = f"/proc/{server.proc.pid}/task/{server.proc.pid}/children"  # type: ignore[union-attr]
+        deadline, policies = time.monotonic() + 1.0, []
+        while time.monotonic() < deadline and not policies:
+            children = [int(p) for p in Path(path).read_text().split()]
+            policies = [os.sched_getscheduler(p) for p in children]
+            time.sleep(0.01)
+        assert policies, "no rewrite child seen"
+        time.sleep(0.2)  # the watcher looks every 50 ms
+        children = [int(p) for p in Path(path).read_text().split()]
+        assert children and all(os.sched_getscheduler(p) == os.SCHED_IDLE for p in children)
+        r.config_set("rdb-key-save-delay", 0)
+        while r.info("persistence")["aof_rewrite_in_progress"]:
+            time.sleep(0.05)
+        assert r.info("persistence")["aof_last_bgrewrite_status"] == "ok"
+        server.kill()
+        server.start()
+        assert redis.Redis.from_url(server.url).mget([f"k{i}" for i in range(300)]) == \
+            [str(i).encode() for i in range(300)]
