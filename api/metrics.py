@@ -8,6 +8,11 @@ REQUESTS = Histogram(
 )
 EVENTS = Counter("nextbest_events_total", "Events received by the API", ["result"])
 DECISIONS = Counter("nextbest_decisions_total", "Decisions served", ["channel", "explored"])
+DECISION_PATHS = Counter(
+    "nextbest_decision_paths_total",
+    "How decisions were answered: ranked (scored, with exploration), consistency (the customer's"
+    " lead offer of moments ago kept), empty (nothing could be shown: caps, consent, conditions)",
+    ["path"])
 FEEDBACK = Counter("nextbest_feedback_total", "Feedback received", ["outcome"])
 FALLBACKS = Counter("nextbest_decision_fallbacks_total", "Decisions served from the fallback")
 # gauges mirror shared state (Redis), so with several workers any worker's value will do

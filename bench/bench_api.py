@@ -68,9 +68,9 @@ def _events(customers: int, batch: int, run: int = 0) -> load.MakeRequest:
 
 
 def _client(port: int, make: load.MakeRequest, rate: float, duration: float,
-            out: Any) -> None:
+            out: Any, seed: int = 1) -> None:
     res = load.run_sync("127.0.0.1", port, make, rate, duration,
-                        headers={"Authorization": f"Bearer {KEY}"})
+                        headers={"Authorization": f"Bearer {KEY}"}, seed=seed)
     out.put(res.summary())
 
 
@@ -84,20 +84,45 @@ def fallbacks(port: int) -> float:
                if line.startswith("nextbest_decision_fallbacks_total "))
 
 
+_seeds = itertools.count(1)  # each step's own customers
+
+
 def measure(port: int, make: load.MakeRequest, rate: float, duration: float,
             redis_url: str | None = None) -> dict[str, Any]:
-    before, forks = fallbacks(port), _forks(redis_url)
+    """One open-loop step. Each step draws its own customers: with one seed for all, every
+    step decided for the previous steps' customers again, who by then had a lead offer kept for
+    consistency or had reached their daily cap, so later steps measured ever cheaper decisions
+    (`paths` counts how the step's decisions were answered, from /metrics)."""
+    before, forks, paths = fallbacks(port), _forks(redis_url), _paths(port)
     q: Any = mp.Queue()
-    p = mp.Process(target=_client, args=(port, make, rate, duration, q))
+    p = mp.Process(target=_client, args=(port, make, rate, duration, q, next(_seeds)))
     p.start()
     res = q.get()
     p.join()
+    res["paths"] = {k: int(v - paths.get(k, 0)) for k, v in _paths(port).items()
+                    if v - paths.get(k, 0)}
     res["fallbacks"] = int(fallbacks(port) - before)
     res["errors"] += res["fallbacks"]  # a fallback answer is not the engine's decision
     # Redis forks to rewrite its append-only file as it grows (every ~60 s here): the child
     # takes one of the 2 cores for 2-4 s, so a step it falls in is marked
     res["aof_rewrites"] = _forks(redis_url) - forks
     return res
+
+
+def _paths(port: int) -> dict[str, float]:
+    try:
+        return decision_paths(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
+    except httpx.HTTPError:
+        return {}
+
+
+def decision_paths(metrics_text: str) -> dict[str, float]:
+    """Decisions so far by how they were answered (ranked, consistency, empty), from /metrics."""
+    out: dict[str, float] = {}
+    for line in metrics_text.splitlines():
+        if line.startswith("nextbest_decision_paths_total{"):
+            out[line.split('path="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
+    return out
 
 
 def _cpu(engine: Engine) -> dict[str, float]:
@@ -263,7 +288,8 @@ def main(argv: list[str]) -> None:
                       f"errors {dec['errors']} AOF rewrites {dec['aof_rewrites']} "
                       f"CPU cores {dec['cpu_cores']}  |  floor p50 "
                       f"{flo['p50_ms']:.2f} p99 {flo['p99_ms']:.2f} AOF rewrites {flo['aof_rewrites']}"
-                      f"  |  new events/s {dec['ingested_per_s']}, {flo['ingested_per_s']}",
+                      f"  |  new events/s {dec['ingested_per_s']}, {flo['ingested_per_s']}"
+                      f"  |  decisions answered {dec['paths']}",
                       flush=True)
             results["rates"] = rows
             bg = start_ingest(settings.api_port, args.customers, args.ingest, 30)

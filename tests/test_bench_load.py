@@ -36,3 +36,49 @@ def test_the_ingested_count_leaves_duplicates_out(api: TestClient) -> None:
     assert new_events(api.get("/metrics").text) - before == 20
     body = orjson.loads(_events(10, 1, 4)(0, random.Random(1))[2])
     assert body[0]["event_id"].startswith("bg4-")
+
+
+def test_each_decision_step_draws_its_own_customers() -> None:
+    """With one seed for all steps, every step decided for the previous steps' customers again:
+    by then they had a lead kept for consistency or had hit their daily cap, so later steps
+    measured ever cheaper decisions. Two steps through the real load client, against a server
+    that records whom each request was for."""
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from bench.bench_api import _decision, measure
+
+    seen: list[str] = []
+
+    class Record(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive, as the load client expects
+
+        def _reply(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def do_POST(self) -> None:  # noqa: N802 - the handler's API
+            seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["customer_id"])
+            self._reply()
+
+        def do_GET(self) -> None:  # noqa: N802 - /metrics: nothing to count
+            self._reply()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Record)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        steps = []
+        for _ in range(2):
+            measure(server.server_address[1], _decision(100_000), 100, 0.5)
+            steps.append(set(seen))
+            seen.clear()
+    finally:
+        server.shutdown()
+    assert len(steps[0]) > 100 and len(steps[1]) > 100
+    assert len(steps[0] & steps[1]) < 10  # random overlap of ~150 of 100,000 customers each

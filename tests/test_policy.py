@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
+from bench.bench_api import decision_paths
 from engine.policy import Policy, record
 from engine.rules import RuleError
 from tests.conftest import KEY, ev
@@ -80,3 +81,17 @@ def test_policy_file_reloads_without_restart(settings, flow, tmp_path: Path) -> 
         while api.app.state.nb.policy.policy.caps[0].name != "none" and time.monotonic() < deadline:
             time.sleep(0.2)
         assert marketing(api, "rl1", "call_center") == []
+
+
+def test_metrics_count_how_each_decision_was_answered(api, flow) -> None:
+    setup(api, flow, "path1")
+    before = decision_paths(api.get("/metrics").text)
+    body = {"customer_id": "path1", "channel": "web", "offers": ["city_break", "garden_sale"]}
+    seen = []
+    for _ in range(3):  # ranked, then the same lead kept, then capped (2 a day on web): nothing
+        offers = api.post("/v1/decisions", json=body).json()["offers"]
+        seen.append("empty" if not offers else
+                    "consistency" if any("consistency" in r for r in offers[0]["reasons"]) else "ranked")
+    assert seen == ["ranked", "consistency", "empty"]
+    after = decision_paths(api.get("/metrics").text)
+    assert {k: after[k] - before.get(k, 0) for k in after} == {"ranked": 1, "consistency": 1, "empty": 1}

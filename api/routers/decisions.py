@@ -93,18 +93,21 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     ttl = st.settings.dedup_ttl_s
     pipe.set(store.decision(did), cid, ex=ttl)
     args: list[Any] = [did, time.time(), ttl]  # the index erasure reads
+    path = "empty"
     if d.ranked:
         served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked],
                                body.channel, now)
         # a lead kept for consistency keeps its first time: the window does not slide
         kept = lead is not None and d.ranked[0].offer.id == lead
         lead_entry = contact_state["lead"] if kept else [d.ranked[0].offer.id, now, body.channel]
+        path = "consistency" if kept else "ranked"
         args += [store.encode(served["imp"]), store.encode(lead_entry),
                  int(policy.KEEP_DAYS * 86400)]
     connect.evalsha(pipe, store.DECIDED_SHA, [store.customer_decisions(cid), store.contact(cid)],
                     args)
     await ingest.execute(st, pipe)
     metrics.DECISIONS.labels(body.channel or "none", str(d.explored).lower()).inc()
+    metrics.DECISION_PATHS.labels(path).inc()
     out = {"decision_id": did, "customer_id": cid, "offers": _offers(d), "explored": d.explored,
            "probability": round(d.probability, 6), "held_out": d.held_out}
     return out, d
