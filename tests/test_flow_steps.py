@@ -99,13 +99,18 @@ FIELDS = ["interest_electronics", "bought_electronics", "bought_travel", "total_
 section = st.dictionaries(st.sampled_from(FIELDS), values, max_size=8)
 
 
-@given(st.fixed_dictionaries({"features": section, "attributes": section, "scores": section,
-                              "context": st.dictionaries(st.sampled_from(["page"]), values)}))
+@given(st.fixed_dictionaries({"features": section, "context": st.dictionaries(st.sampled_from(["page"]), values)},
+                             optional={"attributes": section, "scores": section}))
 @settings(max_examples=300, deadline=None)
 def test_conditions_in_one_evaluation_answer_as_each_alone(data: dict[str, Any]) -> None:
     conds = shipped_conditions()
     assert len(conds) >= 8
-    assert Conditions(conds).test(data) == [c.test(data) for c in conds]
+    each = [c.test(data) for c in conds]
+    assert Conditions(conds).test(data) == each
+    assert SHARED.test(data) == each  # one object across examples: its kept answers too
+
+
+SHARED = Conditions(shipped_conditions())
 
 
 def test_a_condition_that_cannot_evaluate_does_not_change_the_others() -> None:
