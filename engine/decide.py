@@ -45,8 +45,15 @@ class Scored:
     offer: Offer
     propensity: float
     score: float
-    reasons: list[str]
+    notes: list[str]  # how it came first (consistency, exploration, the Thompson draw)
     learned: bool
+
+    @property
+    def reasons(self) -> list[str]:
+        """Why this score, for the offers a decision returns: formatted only for those (three
+        strings for each of 20 candidates were ~30 us of a decision, for one or two shown)."""
+        return [f"propensity {self.propensity:.3f}" + ("" if self.learned else " (prior, not yet learned)"),
+                f"value {self.offer.value:g}", f"lever {self.offer.lever:g}", *self.notes]
 
 
 @dataclass
@@ -130,13 +137,7 @@ def score(offer: Offer, model: OnlineModel | None, x: Vector,
     learned = model is not None and model.examples > 0
     p = propensity(offer, model, x, predicted)
     value = offer.value or 1.0
-    s = p * value * offer.lever
-    reasons = [
-        f"propensity {p:.3f}" + ("" if learned else " (prior, not yet learned)"),
-        f"value {offer.value:g}",
-        f"lever {offer.lever:g}",
-    ]
-    return Scored(offer, p, s, reasons, learned)
+    return Scored(offer, p, p * value * offer.lever, [], learned)
 
 
 def decide(
@@ -157,7 +158,7 @@ def decide(
     pinned = next((s for s in scored if s.offer.id == lead), None)
     if pinned is not None:  # the same answer on every channel, moments apart
         scored.remove(pinned)
-        pinned.reasons.append("consistency: leading offer of this customer's last decision")
+        pinned.notes.append("consistency: leading offer of this customer's last decision")
         ranked = [pinned] + scored
         return Decision(ranked[: max(1, request.limit)], False, 1.0, held, rejected, x,
                         candidates=ranked)
@@ -168,7 +169,7 @@ def decide(
     if explored:
         pick = rng.randrange(k)
         scored.insert(0, scored.pop(pick))
-        scored[0].reasons.append("exploration")
+        scored[0].notes.append("exploration")
     greedy_first = not explored or pick == 0
     probability = epsilon / k + ((1 - epsilon) if greedy_first else 0.0)
     return Decision(scored[: max(1, request.limit)], explored, probability, held, rejected, x,
@@ -209,7 +210,7 @@ def _thompson(scored: list[Scored], models: dict[str, OnlineModel], request: Req
     probability = float((best[1:] == pick).mean()) or 1.0 / THOMPSON_DRAWS
     explored = pick != 0
     first = scored.pop(pick)
-    first.reasons.append(f"thompson draw {draws[0, pick]:.3f}" + (" (exploring)" if explored else ""))
+    first.notes.append(f"thompson draw {draws[0, pick]:.3f}" + (" (exploring)" if explored else ""))
     ranked = [first] + scored
     return Decision(ranked[: max(1, request.limit)], explored, round(probability, 4), held, rejected,
                     x, candidates=ranked)
