@@ -103,8 +103,8 @@ def measure(port: int, make: load.MakeRequest, rate: float, duration: float,
                     if v - paths.get(k, 0)}
     res["fallbacks"] = int(fallbacks(port) - before)
     res["errors"] += res["fallbacks"]  # a fallback answer is not the engine's decision
-    # Redis forks to rewrite its append-only file as it grows (every ~60 s here): the child
-    # takes one of the 2 cores for 2-4 s, so a step it falls in is marked
+    # Redis forks to rewrite its append-only file as it grows (every 40-70 s here): the child
+    # (background priority) works for 3-6 s and Redis feeds it, so a step it falls in is marked
     res["aof_rewrites"] = _forks(redis_url) - forks
     return res
 

@@ -51,7 +51,7 @@ class Scored:
     @property
     def reasons(self) -> list[str]:
         """Why this score, for the offers a decision returns: formatted only for those (three
-        strings for each of 20 candidates were ~30 us of a decision, for one or two shown)."""
+        strings for each of 20 candidates were ~35 us of a decision, for one or two shown)."""
         return [f"propensity {self.propensity:.3f}" + ("" if self.learned else " (prior, not yet learned)"),
                 f"value {self.offer.value:g}", f"lever {self.offer.lever:g}", *self.notes]
 

@@ -115,8 +115,8 @@ class Conditions:
     A condition none of whose values is there (absent or null) has one answer for the shape of
     its input, kept after the first time: zen fails on such a comparison (`features.x >= 100`
     with no `x`), and its failure took ~45 us against ~2 us for a list that holds, so a customer
-    without some feature made the whole list and then each failing condition pay it (~80 us of
-    a decision with the shipped catalog for a customer who never called, ~150 us for one with no
+    without some feature made the whole list and then each failing condition pay it (~90 us of
+    a decision with the shipped catalog for a customer who never called, ~160 us for one with no
     features). Once a pattern of absent values has failed the list, those conditions get their
     kept answers and the others are tested in one list; a pattern the list takes (`??`) stays
     in it.
