@@ -94,7 +94,7 @@ class Engine:
             extra["PROMETHEUS_MULTIPROC_DIR"] = str(prom.resolve())
         args = ["-m", "uvicorn", "--factory", "api.app:app_from_env", "--host", s.api_host,
                 "--port", str(s.api_port), "--workers", str(s.api_workers), "--loop", "uvloop",
-                "--http", "httptools", "--no-access-log", "--log-level", "warning"]
+                "--http", "api.protocol:OneWrite", "--no-access-log", "--log-level", "warning"]
         self._spawn("api", args, extra)
         self.wait_api()
 
