@@ -28,7 +28,7 @@ import httpx
 import orjson
 import redis
 
-from bench import load
+from bench import load, metrics
 from bench.data import START, write_events
 from config import Settings
 from engine import store
@@ -74,16 +74,6 @@ def _client(port: int, make: load.MakeRequest, rate: float, duration: float,
     out.put(res.summary())
 
 
-def fallbacks(port: int) -> float:
-    """Decisions answered from the catalog fallback so far (they are not personalised)."""
-    try:
-        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
-    except httpx.HTTPError:
-        return 0.0
-    return sum(float(line.split()[-1]) for line in text.splitlines()
-               if line.startswith("nextbest_decision_fallbacks_total "))
-
-
 _seeds = itertools.count(1)  # each step's own customers
 
 
@@ -93,36 +83,22 @@ def measure(port: int, make: load.MakeRequest, rate: float, duration: float,
     step decided for the previous steps' customers again, who by then had a lead offer kept for
     consistency or had reached their daily cap, so later steps measured ever cheaper decisions
     (`paths` counts how the step's decisions were answered, from /metrics)."""
-    before, forks, paths = fallbacks(port), _forks(redis_url), _paths(port)
+    before, forks = metrics.scrape(port), _forks(redis_url)
     q: Any = mp.Queue()
     p = mp.Process(target=_client, args=(port, make, rate, duration, q, next(_seeds)))
     p.start()
     res = q.get()
     p.join()
-    res["paths"] = {k: int(v - paths.get(k, 0)) for k, v in _paths(port).items()
+    after = metrics.scrape(port)
+    paths = metrics.decision_paths(before)
+    res["paths"] = {k: int(v - paths.get(k, 0)) for k, v in metrics.decision_paths(after).items()
                     if v - paths.get(k, 0)}
-    res["fallbacks"] = int(fallbacks(port) - before)
+    res["fallbacks"] = int(metrics.fallbacks(after) - metrics.fallbacks(before))
     res["errors"] += res["fallbacks"]  # a fallback answer is not the engine's decision
     # Redis forks to rewrite its append-only file as it grows (every 40-70 s here): the child
     # (background priority) works for 3-6 s and Redis feeds it, so a step it falls in is marked
     res["aof_rewrites"] = _forks(redis_url) - forks
     return res
-
-
-def _paths(port: int) -> dict[str, float]:
-    try:
-        return decision_paths(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
-    except httpx.HTTPError:
-        return {}
-
-
-def decision_paths(metrics_text: str) -> dict[str, float]:
-    """Decisions so far by how they were answered (ranked, consistency, empty), from /metrics."""
-    out: dict[str, float] = {}
-    for line in metrics_text.splitlines():
-        if line.startswith("nextbest_decision_paths_total{"):
-            out[line.split('path="')[1].split('"')[0]] = float(line.rsplit(" ", 1)[1])
-    return out
 
 
 def _cpu(engine: Engine) -> dict[str, float]:
@@ -156,16 +132,7 @@ def start_ingest(port: int, customers: int, events_per_s: int, duration: float) 
 
 
 def ingested(port: int) -> float:
-    return new_events(httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text)
-
-
-def new_events(metrics_text: str) -> float:
-    """New events the API has put on the streams so far (accepted ones less duplicates), from
-    its /metrics: the load a step really put on the flow."""
-    sign = {'nextbest_events_total{result="accepted"}': 1,
-            'nextbest_events_total{result="duplicate"}': -1}
-    pairs = (line.rpartition(" ") for line in metrics_text.splitlines())
-    return sum(sign[name] * float(value) for name, _, value in pairs if name in sign)
+    return metrics.new_events(metrics.scrape(port))
 
 
 def history_rounds(customers: int, bursts: int) -> int:

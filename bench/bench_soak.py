@@ -44,7 +44,7 @@ import httpx
 import orjson
 import redis
 
-from bench import load
+from bench import load, metrics
 from bench.bench_api import KEY, RESULTS, _decision, history_rounds, load_customers
 from bench.data import START
 from bench.soak_verdict import CRITERIA, print_verdict, verdict
@@ -152,10 +152,8 @@ def _counters(port: int) -> dict[str, float]:
     """Fallback decisions and accepted events so far, from /metrics (a slow answer is waited
     for: a sample must not be lost to the load it measures)."""
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=60).text
-    names = {"fallbacks": "nextbest_decision_fallbacks_total ",
-             "accepted": 'nextbest_events_total{result="accepted"} '}
-    return {k: sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(v))
-            for k, v in names.items()}
+    return {"fallbacks": metrics.fallbacks(text),
+            "accepted": metrics.counter(text, "nextbest_events_total", "result").get("accepted", 0.0)}
 
 
 def _pending(engine: Engine) -> int:

@@ -134,12 +134,11 @@ class Conditions:
     def __init__(self, conditions: list[Condition]) -> None:
         self.conditions = conditions
         self._compiled: Any = None
-        if len(conditions) > 1:
-            try:
-                self._compiled = zen.compile_expression(
-                    "[" + ", ".join(f"({c.source})" for c in conditions) + "]")
-            except RuntimeError:
-                pass  # each compiled alone; tested one by one
+        try:  # one condition too: its list goes around absent values like any other
+            self._compiled = zen.compile_expression(
+                "[" + ", ".join(f"({c.source})" for c in conditions) + "]")
+        except RuntimeError:
+            pass  # each compiled alone; tested one by one
         refs: dict[str, set[str]] | None = {}
         for c in conditions:
             if c._refs is None or refs is None:
@@ -158,8 +157,8 @@ class Conditions:
     def test(self, data: dict[str, Any]) -> list[bool]:
         """`Condition.test` of each, in order."""
         # looked for only once some pattern has failed the list: the alert rules (all `??`) never do
-        absent = self._absent(data) if self._failing or self._compiled is None else ()
-        if absent and (self._compiled is None or absent in self._failing):
+        absent = self._absent(data) if self._failing else None
+        if absent is not None and absent in self._failing:
             return self._around(absent, data)
         if self._compiled is not None:
             try:
@@ -168,7 +167,7 @@ class Conditions:
                     return [v is True for v in values]
             except Exception:  # noqa: BLE001 - as in Condition.test
                 pass
-            absent = absent or self._absent(data)
+            absent = self._absent(data) if absent is None else absent
             if absent:  # this pattern of absent values fails the list: go around it next time
                 if len(self._failing) >= 256:
                     self._failing.clear()

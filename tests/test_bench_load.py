@@ -9,7 +9,8 @@ import random
 import orjson
 from fastapi.testclient import TestClient
 
-from bench.bench_api import _events, new_events
+from bench.bench_api import _events
+from bench.metrics import new_events
 
 
 def _post(api: TestClient, run: int, requests: int) -> tuple[int, int]:
@@ -54,18 +55,18 @@ def test_each_decision_step_draws_its_own_customers() -> None:
     class Record(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keep-alive, as the load client expects
 
-        def _reply(self) -> None:
+        def _reply(self, body: bytes) -> None:
             self.send_response(200)
-            self.send_header("Content-Length", "2")
+            self.send_header("Content-Length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"{}")
+            self.wfile.write(body)
 
         def do_POST(self) -> None:  # noqa: N802 - the handler's API
             seen.append(json.loads(self.rfile.read(int(self.headers["Content-Length"])))["customer_id"])
-            self._reply()
+            self._reply(b"{}")
 
-        def do_GET(self) -> None:  # noqa: N802 - /metrics: nothing to count
-            self._reply()
+        def do_GET(self) -> None:  # noqa: N802 - /metrics: no counters
+            self._reply(b"")
 
         def log_message(self, *args: object) -> None:
             pass

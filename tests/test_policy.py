@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.app import create_app
-from bench.bench_api import decision_paths
+from bench.metrics import decision_paths
 from engine.policy import Policy, record
 from engine.rules import RuleError
 from tests.conftest import KEY, ev
