@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -113,23 +114,30 @@ class Engine:
             time.sleep(0.1)
         raise TimeoutError(f"the API did not answer on {self.api_url} within {timeout}s")
 
-    def stop_proc(self, name: str, sig: int = signal.SIGTERM, timeout: float = 10.0) -> None:
-        proc = self.procs.pop(name, None)
-        if proc is None or proc.poll() is not None:
-            return
-        os.killpg(proc.pid, sig)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-
     def stop(self) -> None:
-        for name in list(self.procs):
-            self.stop_proc(name)
+        """Every child asked to stop at once, then waited for together: stopped one after the
+        other, each allowed its 10 s, a shutdown could take the sum."""
+        self._stop_all(list(self.procs))
         if self.redis:
             self.redis.stop()
             (self.settings.data_dir / "redis.url").unlink(missing_ok=True)
+
+    def _stop_all(self, names: list[str], sig: int = signal.SIGTERM,
+                  timeout: float = 10.0) -> None:
+        procs = {n: p for n in names if (p := self.procs.pop(n, None)) is not None}
+        for proc in procs.values():
+            if proc.poll() is None:
+                with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
+                    os.killpg(proc.pid, sig)
+        deadline = time.monotonic() + timeout
+        for name, proc in procs.items():
+            try:
+                proc.wait(max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                print(f"nextbest: {name} did not stop within {timeout:.0f}s of signal {sig}; "
+                      "killed", file=sys.stderr, flush=True)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
     def __enter__(self) -> Engine:
         return self.start()

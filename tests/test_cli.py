@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 
 from nextbest.redis_server import free_port
 from tests.conftest import KEY
@@ -72,9 +73,36 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
         assert httpx.get(url + "/v1/customers/u", headers=h).json()["features"]["click_count_1h"] == 1
     finally:
         proc.send_signal(signal.SIGTERM)
-        out, _ = proc.communicate(timeout=30)
+        try:
+            out, _ = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired as exc:  # say which child held on
+            proc.kill()
+            held = exc.output.decode() if isinstance(exc.output, bytes) else exc.output or ""
+            raise AssertionError("nextbest up did not exit within 30 s of SIGTERM:\n"
+                                 + held[-3000:]) from None
     assert proc.returncode == 0, out[-2000:]
     assert "nextbest is up" in out
+
+
+def test_stop_waits_for_its_children_together(tmp_path: Path,
+                                               capfd: pytest.CaptureFixture[str]) -> None:
+    """Two children that ignore SIGTERM: both are killed after one timeout, not one each."""
+    from config import Settings
+    from nextbest.engine import Engine
+
+    engine = Engine(Settings(data_dir=tmp_path, redis_url="redis://127.0.0.1:1"))
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+    for name in ("one", "two"):
+        engine._spawn(name, ["-c", stubborn])
+    procs = list(engine.procs.values())
+    time.sleep(1.0)  # both have set their handlers
+    t0 = time.monotonic()
+    engine._stop_all(list(engine.procs), timeout=2.0)
+    took = time.monotonic() - t0
+    assert all(p.returncode == -signal.SIGKILL for p in procs)
+    assert 2.0 <= took < 3.5, took
+    err = capfd.readouterr().err
+    assert "one did not stop within 2s" in err and "two did not stop within 2s" in err
 
 
 def test_demo_runs_and_reports(tmp_path: Path) -> None:
