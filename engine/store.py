@@ -208,44 +208,52 @@ def decode(raw: bytes | str | None) -> Any:
     return orjson.loads(raw)
 
 
-def compress(raw: bytes) -> bytes:
-    """A customer's profile document (JSON) as stored: zstd level 1 with a dictionary trained on
-    profile documents (engine/profile.zdict, `python -m bench.zdict`): ~1.8 KB of JSON -> ~270 B
-    for ~4.4 us of the flow's CPU and ~2 us to read, where zlib level 1 gave ~570 B for ~19 us.
-    Redis memory per customer is dominated by this key."""
-    return _zstd()[0].compress(raw)
+def compress(raw: bytes, kind: str = "profile") -> bytes:
+    """JSON as stored compressed: zstd level 1 with a dictionary trained on what `kind` names
+    (`DICTIONARIES`). A customer's profile document: ~1.8 KB of JSON -> ~270 B for ~4.4 us of
+    the flow's CPU and ~2 us to read, where zlib level 1 gave ~570 B for ~19 us (Redis memory per
+    customer is dominated by this key). A decision record: ~2.4 KB -> ~0.28 KB, against ~0.9 KB
+    with the profile documents' dictionary."""
+    return _zstd()[kind].compress(raw)
 
 
+# kind -> the file of its dictionary (`python -m bench.zdict`); a frame names the dictionary it
+# was compressed with, so `decode` reads any of them: keep a replaced one under a new name here
+DICTIONARIES = {"profile": "profile.zdict", "decision": "decision.zdict"}
 _local = threading.local()
 
 
-def _zstd() -> tuple[Any, Any, int]:
-    """Compressor, decompressor and id of the shipped dictionary, per thread: zstandard's
+def _zstd() -> dict[Any, Any]:
+    """A compressor per kind, and a decompressor per dictionary id, per thread: zstandard's
     objects must not be shared between threads, and bytewax runs a process's workers as threads."""
     codec = getattr(_local, "zstd", None)
     if codec is None:
-        trained = zstandard.ZstdCompressionDict(_dictionary())
-        codec = _local.zstd = (zstandard.ZstdCompressor(level=1, dict_data=trained),
-                               zstandard.ZstdDecompressor(dict_data=trained), trained.dict_id())
+        codec = _local.zstd = {}
+        for kind, name in DICTIONARIES.items():
+            trained = zstandard.ZstdCompressionDict(_dictionary(name))
+            codec[kind] = zstandard.ZstdCompressor(level=1, dict_data=trained)
+            codec[trained.dict_id()] = zstandard.ZstdDecompressor(dict_data=trained)
+        codec[0] = zstandard.ZstdDecompressor()
     return codec
 
 
 @functools.cache
-def _dictionary() -> bytes:
-    return (Path(__file__).parent / "profile.zdict").read_bytes()
+def _dictionary(name: str) -> bytes:
+    return (Path(__file__).parent / name).read_bytes()
 
 
 MAX_INFLATED = 4 << 20  # a compressed payload may not say it holds more (a decompression bomb)
 
 
 def _unzstd(raw: bytes) -> bytes:
-    compressor, decompressor, known = _zstd()
     frame = zstandard.get_frame_parameters(raw)
     size, used = frame.content_size, frame.dict_id
     if size == zstandard.CONTENTSIZE_UNKNOWN or size > MAX_INFLATED:
         raise ValueError(f"compressed payload of unknown or too large size ({size} bytes)")
-    if used not in (0, known):  # a document carries its dictionary's id: keep old ones to read
-        raise ValueError(f"profile document compressed with dictionary {used}; this build has {known}")
+    decompressor = _zstd().get(used)
+    if decompressor is None:  # a frame carries its dictionary's id: keep old ones to read
+        known = sorted(k for k in _zstd() if isinstance(k, int) and k)
+        raise ValueError(f"document compressed with dictionary {used}; this build has {known}")
     return decompressor.decompress(raw)
 
 
@@ -259,8 +267,8 @@ def ingest_args(event: dict[str, Any], partitions: int, dedup_ttl: int, maxlen: 
     keys = [stream(p), seen(p, event["event_id"]), ingested(p)]
     payload = encode(event)
     if event.get("_internal") and event.get("type") == "decision":
-        # ~2.4 KB of JSON, mostly the model inputs, -> ~0.9 KB (~6 us): at 1,000 decisions/s
-        # they were most of what the streams hold and of the append-only file's growth (which
-        # sets how often Redis forks to rewrite it). Readers go through `decode`.
-        payload = compress(payload)
+        # ~2.4 KB of JSON, mostly the model inputs, -> ~0.28 KB: at 1,000 decisions/s they
+        # were most of what the streams hold and of the append-only file's growth (which sets
+        # how often Redis forks to rewrite it). Readers go through `decode`.
+        payload = compress(payload, "decision")
     return keys, [payload, dedup_ttl, maxlen, SCHEMA]

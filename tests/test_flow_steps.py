@@ -204,3 +204,9 @@ def test_the_api_appends_its_decision_record_compressed(api: Any, r: redis.Redis
     [raw] = [x for x in raws if store.decode(x)["decision_id"] == did]
     record = store.decode(raw)
     assert raw[:1] == b"(" and record["customer_id"] == "c-zip" and record["x"]
+    # with the dictionary trained on decision records: ~3x smaller than with the profile
+    # documents' one, which records written before it used and which are still read
+    decisions = zstandard.ZstdCompressionDict(store._dictionary("decision.zdict")).dict_id()
+    assert zstandard.get_frame_parameters(raw).dict_id == decisions
+    older = store.compress(store.encode(record), "profile")
+    assert len(raw) * 2 < len(older) and store.decode(older) == record
