@@ -131,11 +131,16 @@ end
 return 0
 """
 
-# KEYS: stream, ingested-counter. ARGV: payload. An internal record, numbered as INGEST_LUA does
-# (no dedup, no trim: the next event's append trims).
+# KEYS: stream, ingested-counter. ARGV: payload, and optionally the stream's length to trim to
+# (else the next event's append trims). An internal record, numbered as INGEST_LUA does, without
+# a dedup key: its id is made where it is appended, once.
 RECORD_LUA = """
 local n = redis.call('INCR', KEYS[2])
-redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'n', n)
+if ARGV[2] then
+  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', 'e', ARGV[1], 'n', n)
+else
+  redis.call('XADD', KEYS[1], '*', 'e', ARGV[1], 'n', n)
+end
 return n
 """
 
@@ -162,7 +167,7 @@ def sha(script: str) -> str:
 
 
 SCRIPTS = (INGEST_LUA, RECORD_LUA, DECIDED_LUA)
-INGEST_SHA, DECIDED_SHA = sha(INGEST_LUA), sha(DECIDED_LUA)
+INGEST_SHA, RECORD_SHA, DECIDED_SHA = sha(INGEST_LUA), sha(RECORD_LUA), sha(DECIDED_LUA)
 
 
 def append_record(pipe: Any, record: dict[str, Any], p: int = 0) -> None:
@@ -261,14 +266,33 @@ def ingest_args(event: dict[str, Any], partitions: int, dedup_ttl: int, maxlen: 
                 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of `INGEST_LUA` for one event that passed `events.validate` (or an
     internal record)."""
-    from engine.events import SCHEMA, routing_key
+    from engine.events import SCHEMA
 
-    p = partition_of(routing_key(event), partitions)
+    p = _partition(event, partitions)
     keys = [stream(p), seen(p, event["event_id"]), ingested(p)]
+    return keys, [_payload(event), dedup_ttl, maxlen, SCHEMA]
+
+
+def record_args(record: dict[str, Any], partitions: int, maxlen: int,
+                ) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of `RECORD_LUA` for an internal record appended once by whoever made its
+    id, such as the API's decision records: a dedup key each (~90 B of Redis memory for
+    `dedup_ttl_s`, 30 days by default) would hold ~2.6 billion of them at 1,000 decisions/s."""
+    p = _partition(record, partitions)
+    return [stream(p), ingested(p)], [_payload(record), maxlen]
+
+
+def _partition(event: dict[str, Any], partitions: int) -> int:
+    from engine.events import routing_key
+
+    return partition_of(routing_key(event), partitions)
+
+
+def _payload(event: dict[str, Any]) -> bytes:
     payload = encode(event)
     if event.get("_internal") and event.get("type") == "decision":
         # ~2.4 KB of JSON, mostly the model inputs, -> ~0.28 KB: at 1,000 decisions/s they
         # were most of what the streams hold and of the append-only file's growth (which sets
         # how often Redis forks to rewrite it). Readers go through `decode`.
         payload = compress(payload, "decision")
-    return keys, [payload, dedup_ttl, maxlen, SCHEMA]
+    return payload

@@ -210,3 +210,18 @@ def test_the_api_appends_its_decision_record_compressed(api: Any, r: redis.Redis
     assert zstandard.get_frame_parameters(raw).dict_id == decisions
     older = store.compress(store.encode(record), "profile")
     assert len(raw) * 2 < len(older) and store.decode(older) == record
+    # numbered like every entry, but without a dedup key: its id was made for this one append
+    assert not any(r.exists(store.seen(p, "d:" + did)) for p in range(2))
+    assert r.keys(store.seen(0, "d:*").replace("{p0}", "*")) == []
+
+
+def test_an_internal_record_can_trim_its_stream(r: redis.Redis) -> None:
+    sha = r.script_load(store.RECORD_LUA)
+    assert sha == store.RECORD_SHA
+    record = {"type": "decision", "_internal": True, "event_id": "d:t", "customer_id": "c-trim"}
+    for i in range(1000):
+        keys, args = store.record_args({**record, "event_id": f"d:t{i}"}, 2, 10)
+        assert r.evalsha(sha, len(keys), *keys, *args) == i + 1
+    assert r.xlen(keys[0]) <= 110  # trimmed by whole nodes of 100 entries ("~")
+    last = r.xrevrange(keys[0], count=1)[0][1]
+    assert last[b"n"] == b"1000" and store.decode(last[b"e"])["event_id"] == "d:t999"

@@ -89,7 +89,8 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
                        for c in d.candidates},
     }
     pipe = st.redis.pipeline(transaction=False)
-    await ingest.append(st, [record], pipe)
+    connect.evalsha(pipe, store.RECORD_SHA, *store.record_args(record, st.settings.partitions,
+                                                               st.settings.stream_maxlen))
     ttl = st.settings.dedup_ttl_s
     pipe.set(store.decision(did), cid, ex=ttl)
     args: list[Any] = [did, time.time(), ttl]  # the index erasure reads
