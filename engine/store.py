@@ -276,7 +276,7 @@ def ingest_args(event: dict[str, Any], partitions: int, dedup_ttl: int, maxlen: 
 def record_args(record: dict[str, Any], partitions: int, maxlen: int,
                 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of `RECORD_LUA` for an internal record appended once by whoever made its
-    id, such as the API's decision records: a dedup key each (~90 B of Redis memory for
+    id, such as the API's decision records: a dedup key each (~115 B of Redis memory for
     `dedup_ttl_s`, 30 days by default) would hold ~2.6 billion of them at 1,000 decisions/s."""
     p = _partition(record, partitions)
     return [stream(p), ingested(p)], [_payload(record), maxlen]
