@@ -1,11 +1,12 @@
 """Train the zstd dictionaries stored JSON is compressed with (engine/*.zdict, `store.compress`).
 
-    .venv/bin/python -m bench.zdict [--kind profile|decision] [--customers 20000] [--rounds 400]
+    .venv/bin/python -m bench.zdict [--kind profile|decision|event] [--customers 20000] [--rounds 400]
 
 `profile` runs the real flow over simulated customers (as `./nb bench flow` does) and samples
 their stored profile documents (a 4 KiB dictionary). `decision` runs the whole engine on them and
 takes the decision records of decisions on every channel from the streams (an 8 KiB
-dictionary). Either trains on two thirds of its samples and prints the held-out third's sizes
+dictionary). `event` samples the simulated events themselves, validated and encoded as the
+ingest path appends them (a 4 KiB dictionary). Either trains on two thirds of its samples and prints the held-out third's sizes
 and times against zlib and against the other dictionary. A document carries its dictionary's id,
 so documents written with an older dictionary need that dictionary to be read: keep it under a
 new name in `store.DICTIONARIES`.
@@ -33,7 +34,7 @@ from engine import store
 from nextbest.redis_server import RedisServer
 from nextbest.replay import feed
 
-SIZES = {"profile": 4096, "decision": 8192}
+SIZES = {"profile": 4096, "decision": 8192, "event": 4096}
 
 
 def sample_documents(customers: int, rounds: int, n: int = 3000) -> list[bytes]:
@@ -81,6 +82,16 @@ def sample_decisions(customers: int, n: int = 3000) -> list[bytes]:
     return out
 
 
+def sample_events(customers: int, rounds: int, n: int = 30_000) -> list[bytes]:
+    from engine.events import validate
+
+    path = Path(tempfile.mkdtemp(prefix="nb-zdict-")) / "events.jsonl"
+    write_events(path, customers, rounds)
+    lines = path.read_bytes().splitlines()
+    picked = random.Random(7).sample(lines, min(n, len(lines)))
+    return [store.encode(validate(orjson.loads(line))) for line in picked]
+
+
 def main(argv: list[str]) -> None:
     ap = argparse.ArgumentParser(prog="bench.zdict")
     ap.add_argument("--kind", choices=sorted(SIZES), default="profile")
@@ -88,9 +99,10 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--rounds", type=int, default=400)
     args = ap.parse_args(argv)
     docs = (sample_decisions(args.customers) if args.kind == "decision"
+            else sample_events(args.customers, args.rounds) if args.kind == "event"
             else sample_documents(args.customers, args.rounds))
     train, test = docs[: len(docs) * 2 // 3], docs[len(docs) * 2 // 3:]
-    other = "decision" if args.kind == "profile" else "profile"
+    other = "decision" if args.kind == "profile" else "profile"  # to compare with
     was = store._zstd()[other]  # before this run's dictionary replaces the file
     trained = zstandard.train_dictionary(SIZES[args.kind], train, level=1)
     out = Path(store.__file__).parent / store.DICTIONARIES[args.kind]

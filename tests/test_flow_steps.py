@@ -182,10 +182,24 @@ def test_decision_records_are_stored_compressed_and_read_back_whole() -> None:
     _, (payload, *_) = store.ingest_args(record, 4, 60, 1000)
     assert payload[:1] == b"(" and len(payload) < len(store.encode(record)) / 2
     assert store.decode(payload) == record
-    click = {"type": "click", "event_id": "e1", "customer_id": "c1", "ts": 10.0}
-    assert store.ingest_args(click, 4, 60, 1000)[1][0] == store.encode(click)  # events as sent
     [(cid, [ev])] = parse_batch([entry(0, 1, payload)])
     assert cid == "c1" and ev["x"] == x and ev["_seq"] == 1
+
+
+def test_events_are_stored_compressed_with_their_own_dictionary() -> None:
+    """~180 B of JSON -> ~45 B; the flow reads them whole, and events appended as plain JSON
+    (before this) or compressed with another known dictionary are read as well."""
+    click = {"type": "click", "event_id": "e1", "customer_id": "c1", "ts": 1_767_225_600.5,
+             "action": "product_view", "category": "electronics", "channel": "web",
+             "session_id": "s-81723"}
+    _, (payload, *_) = store.ingest_args(click, 4, 60, 1000)
+    events = zstandard.ZstdCompressionDict(store._dictionary("event.zdict")).dict_id()
+    assert zstandard.get_frame_parameters(payload).dict_id == events
+    assert len(payload) * 2 < len(store.encode(click)) and store.decode(payload) == click
+    plain, older = store.encode(click), store.compress(store.encode(click), "profile")
+    for n, raw in enumerate((payload, plain, older), 1):
+        [(cid, [ev])] = parse_batch([entry(0, n, raw)])
+        assert cid == "c1" and {k: v for k, v in ev.items() if k[0] != "_"} == click
 
 
 def test_a_corrupt_or_oversized_compressed_entry_is_dead_lettered_with_a_reason() -> None:
