@@ -29,7 +29,7 @@ def read_log(settings: Settings) -> tuple[list[Logged], list[Logged]]:
         while True:
             entries = c.xrange(store.stream(p), min=start, count=5000)
             for _, f in entries:
-                ev = store.decode(f[b"e"])  # decision records are compressed
+                ev = store.decode(f[b"e"])  # every entry is compressed (store._payload)
                 if ev.get("type") == "decision" and ev.get("offers") and ev.get("candidates"):
                     decisions[ev["decision_id"]] = ev
                 elif ev.get("type") == "feedback":
