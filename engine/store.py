@@ -12,7 +12,7 @@ import hashlib
 import threading
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 
@@ -219,7 +219,7 @@ def compress(raw: bytes, kind: str = "profile") -> bytes:
     the flow's CPU and ~2 us to read, where zlib level 1 gave ~570 B for ~19 us (Redis memory per
     customer is dominated by this key). A decision record: ~2.4 KB -> ~0.26 KB, against ~0.9 KB
     with the profile documents' dictionary. An event: ~180 B -> ~45 B."""
-    return _zstd()[kind].compress(raw)
+    return _zstd().compressors[kind].compress(raw)
 
 
 # kind -> the file of its dictionary (`python -m bench.zdict`); a frame names the dictionary it
@@ -228,17 +228,21 @@ DICTIONARIES = {"profile": "profile.zdict", "decision": "decision.zdict", "event
 _local = threading.local()
 
 
-def _zstd() -> dict[Any, Any]:
+class _Codecs(NamedTuple):
+    compressors: dict[str, Any]  # kind -> compressor
+    decompressors: dict[int, Any]  # dictionary id (0: none) -> decompressor
+
+
+def _zstd() -> _Codecs:
     """A compressor per kind, and a decompressor per dictionary id, per thread: zstandard's
     objects must not be shared between threads, and bytewax runs a process's workers as threads."""
     codec = getattr(_local, "zstd", None)
     if codec is None:
-        codec = _local.zstd = {}
+        codec = _local.zstd = _Codecs({}, {0: zstandard.ZstdDecompressor()})
         for kind, name in DICTIONARIES.items():
             trained = zstandard.ZstdCompressionDict(_dictionary(name))
-            codec[kind] = zstandard.ZstdCompressor(level=1, dict_data=trained)
-            codec[trained.dict_id()] = zstandard.ZstdDecompressor(dict_data=trained)
-        codec[0] = zstandard.ZstdDecompressor()
+            codec.compressors[kind] = zstandard.ZstdCompressor(level=1, dict_data=trained)
+            codec.decompressors[trained.dict_id()] = zstandard.ZstdDecompressor(dict_data=trained)
     return codec
 
 
@@ -255,11 +259,11 @@ def _unzstd(raw: bytes) -> bytes:
     size, used = frame.content_size, frame.dict_id
     if size == zstandard.CONTENTSIZE_UNKNOWN or size > MAX_INFLATED:
         raise ValueError(f"compressed payload of unknown or too large size ({size} bytes)")
-    decompressor = _zstd().get(used)
-    if decompressor is None:  # a frame carries its dictionary's id: keep old ones to read
-        known = sorted(k for k in _zstd() if isinstance(k, int) and k)
+    decompressors = _zstd().decompressors
+    if used not in decompressors:  # a frame carries its dictionary's id: keep old ones to read
+        known = sorted(k for k in decompressors if k)
         raise ValueError(f"document compressed with dictionary {used}; this build has {known}")
-    return decompressor.decompress(raw)
+    return decompressors[used].decompress(raw)
 
 
 def ingest_args(event: dict[str, Any], partitions: int, dedup_ttl: int, maxlen: int,

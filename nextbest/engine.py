@@ -117,25 +117,24 @@ class Engine:
     def stop(self) -> None:
         """Every child asked to stop at once, then waited for together: stopped one after the
         other, each allowed its 10 s, a shutdown could take the sum."""
-        self._stop_all(list(self.procs))
+        self._stop_all()
         if self.redis:
             self.redis.stop()
             (self.settings.data_dir / "redis.url").unlink(missing_ok=True)
 
-    def _stop_all(self, names: list[str], sig: int = signal.SIGTERM,
-                  timeout: float = 10.0) -> None:
-        procs = {n: p for n in names if (p := self.procs.pop(n, None)) is not None}
+    def _stop_all(self, timeout: float = 10.0) -> None:
+        procs, self.procs = self.procs, {}
         for proc in procs.values():
             if proc.poll() is None:
                 with contextlib.suppress(ProcessLookupError):  # it ended meanwhile
-                    os.killpg(proc.pid, sig)
+                    os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for name, proc in procs.items():
             try:
                 proc.wait(max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                print(f"nextbest: {name} did not stop within {timeout:.0f}s of signal {sig}; "
-                      "killed", file=sys.stderr, flush=True)
+                print(f"nextbest: {name} did not stop within {timeout:.0f}s of SIGTERM; killed",
+                      file=sys.stderr, flush=True)
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 

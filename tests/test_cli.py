@@ -97,7 +97,7 @@ def test_stop_waits_for_its_children_together(tmp_path: Path,
     procs = list(engine.procs.values())
     time.sleep(1.0)  # both have set their handlers
     t0 = time.monotonic()
-    engine._stop_all(list(engine.procs), timeout=2.0)
+    engine._stop_all(timeout=2.0)
     took = time.monotonic() - t0
     assert all(p.returncode == -signal.SIGKILL for p in procs)
     assert 2.0 <= took < 3.5, took
