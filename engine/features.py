@@ -260,7 +260,7 @@ class CustomerState:
             full["aov"] = full["monetary"]
             total = sum(v for v in interest.values() if v > 0)
             for cat, v in interest.items():  # as `featureset.expand` does
-                full["interest_share_" + cat] = round(max(v, 0.0) / total, 4) if total else 0.0
+                full["interest_share_" + cat] = round(v / total, 4) if total and v > 0 else 0.0
             self._cache = (now, out, full)
         return self._cache[1]
 
@@ -286,7 +286,8 @@ class CustomerState:
                 empty.append(measure)
         for measure in empty:  # nothing left in any window: as if the measure never happened
             del self.windows[measure]
-        out.update({_SINCE[kind]: round((now - seen) / DAY, 4) for kind, seen in self.last.items()})
+        for kind, seen in self.last.items():
+            out[_SINCE[kind]] = round((now - seen) / DAY, 4)
         if self.counts["click"]:
             counts, length, clicks, last = self.sessions.summary(now)
             put(out, _SESSION_KEYS, (*counts, round(length, 1), round(clicks, 4), last))
@@ -302,7 +303,8 @@ class CustomerState:
             put(out, ("tenure_days",), (round((now - self.first_ts) / DAY, 4),))
         interest = {}
         for cat, d in self.interest.items():  # Decayed.value inlined: one per category
-            if value := round(d.total * exp(_INTEREST_RATE * max(0.0, now - d.ref)), 4):
+            dt = now - d.ref
+            if value := round(d.total * exp(_INTEREST_RATE * dt) if dt > 0 else d.total, 4):
                 out["interest_" + cat] = interest[cat] = value
         return out, interest
 

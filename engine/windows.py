@@ -37,6 +37,8 @@ SPEC = tuple((name, length // grain, grain) for name, (length, grain) in WINDOWS
 GRAINS = tuple(sorted({grain for _, _, grain in SPEC}))
 _KEEP = {g: max(n for _, n, grain in SPEC if grain == g) for g in GRAINS}  # buckets worth holding
 _BY_GRAIN = {g: tuple(k for k, (_, _, grain) in enumerate(SPEC) if grain == g) for g in GRAINS}
+# per grain, for `Windowed.add`: (grain, buckets worth holding, ((window, its buckets), ...))
+_ADD = tuple((g, _KEEP[g], tuple((k, SPEC[k][1]) for k in _BY_GRAIN[g])) for g in GRAINS)
 
 
 class Windowed:
@@ -56,20 +58,22 @@ class Windowed:
         self.sums: list[list[int]] = [[0, 0] for _ in SPEC]      # per window: count, units
 
     def add(self, ts: float, amount: float = 0.0) -> None:
-        units = round(amount * SCALE)
-        for g in GRAINS:
+        units = round(amount * SCALE) if amount else 0
+        his, sums = self.hi, self.sums
+        for g, keep, spans in _ADD:
             i = int(ts // g)
-            hi = self.hi[g]
-            if hi is not None and i <= hi - _KEEP[g]:
+            hi = his[g]
+            if hi is not None and i <= hi - keep:
                 continue  # before every window of this grain already: nothing can count it
-            counts, amounts = self.counts[g], self.amounts[g]
+            counts = self.counts[g]
             counts[i] = counts.get(i, 0) + 1
             if units:
+                amounts = self.amounts[g]
                 amounts[i] = amounts.get(i, 0) + units
-            if hi is not None:
-                for k in _BY_GRAIN[g]:
-                    if hi - SPEC[k][1] < i <= hi:
-                        s = self.sums[k]
+            if hi is not None and i <= hi:  # inside the aligned range: into the running sums
+                for k, n in spans:
+                    if i > hi - n:
+                        s = sums[k]
                         s[0] += 1
                         s[1] += units
 
