@@ -7,7 +7,8 @@ ingest path and flow, then for each rate runs an open-loop client (bench/load.py
 `POST /v1/decisions` and, in the same run, against the floor (bench/floor.py: a bare FastAPI
 endpoint returning one Redis hash), while a second client posts events at `--ingest` events/s.
 Prints rate, p50/p90/p99/p99.9 and errors per endpoint, the freshness of writes, Redis bytes per
-customer, and writes bench/results/api.json.
+customer, the machine's yardstick before and after (`bench.machine`: runs are comparable when
+theirs are), and writes bench/results/api.json.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import httpx
 import orjson
 import redis
 
-from bench import load, metrics
+from bench import load, machine, metrics
 from bench.data import START, write_events
 from config import Settings
 from engine import store
@@ -219,6 +220,8 @@ def main(argv: list[str]) -> None:
     rates = [float(x) for x in args.rates.split(",")]
     results: dict[str, Any] = {"customers": args.customers, "api_workers": args.workers,
                                "ingest_events_per_s": args.ingest, "machine": f"{os.cpu_count()} cores"}
+    results["yardstick_before"] = machine.yardstick()  # how fast the machine is right now
+    print(machine.describe(results["yardstick_before"]), flush=True)
     with Engine(settings) as engine:
         results["load_events_per_s"] = load_customers(settings, args.customers, console)
         load_floor(str(settings.redis_url), args.customers)
@@ -265,6 +268,8 @@ def main(argv: list[str]) -> None:
         finally:
             floor.terminate()
             floor.wait()
+    results["yardstick_after"] = machine.yardstick()
+    print(machine.describe(results["yardstick_after"]) + " (after)", flush=True)
     ok = [r["decisions"]["rate"] for r in results["rates"] if r["decisions"]["p99_ms"] < 10
           and r["decisions"]["errors"] == 0]
     results["max_rate_p99_under_10ms"] = max(ok) if ok else None

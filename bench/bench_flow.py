@@ -15,6 +15,7 @@ Then, live: the 1-worker flow, its backlog drained, gets clicks at a steady `--l
 own script (as `POST /v1/events` appends them). A busy site's events rarely share a customer
 within a batch, so each costs its customer's features, rules and document write: the CPU per
 event here is what sizes a live deployment, beside the backlog's throughput.
+Before and after, the machine's yardstick (`bench.machine`): runs are comparable when theirs are.
 Writes bench/results/flow.json.
 """
 
@@ -36,6 +37,7 @@ import psutil
 import redis
 from rich.console import Console
 
+from bench import machine
 from bench.data import START, write_events
 from config import Settings
 from engine import store
@@ -144,7 +146,9 @@ def main(argv: list[str]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="nb-flow-"))
     events = tmp / "events.jsonl"
     n = write_events(events, args.customers, args.rounds)
-    out: dict[str, Any] = {"events": n, "customers": args.customers, "cores": os.cpu_count()}
+    out: dict[str, Any] = {"events": n, "customers": args.customers, "cores": os.cpu_count(),
+                           "yardstick_before": machine.yardstick()}
+    print(machine.describe(out["yardstick_before"]), flush=True)
     with RedisServer(tmp / "redis") as server:
         s = Settings(redis_url=server.url, data_dir=tmp / "d", partitions=4, model_secret="x",
                      api_keys={}, flow_recovery=False)
@@ -171,6 +175,8 @@ def main(argv: list[str]) -> None:
         print(f"Redis per customer: {out['memory']['bytes_per_customer']:.0f} bytes "
               f"(profile document {out['memory']['profile_doc_bytes']:.0f})", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)  # the event file and Redis data: ~100 MB a run
+    out["yardstick_after"] = machine.yardstick()
+    print(machine.describe(out["yardstick_after"]) + " (after)", flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "flow.json").write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
 

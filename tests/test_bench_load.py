@@ -1,6 +1,7 @@
 """The API benchmark's background ingest really loads the flow: each ingest client's events are
 new to the engine (the same ids again were dropped as duplicates, so every step after the first
-measured decisions beside a flow with nothing new to process)."""
+measured decisions beside a flow with nothing new to process); each step draws its own customers;
+the machine yardstick the benchmarks print times the same work every time."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import random
 import orjson
 from fastapi.testclient import TestClient
 
+from bench import machine
 from bench.bench_api import _events
 from bench.metrics import new_events
 
@@ -83,3 +85,15 @@ def test_each_decision_step_draws_its_own_customers() -> None:
         server.shutdown()
     assert len(steps[0]) > 100 and len(steps[1]) > 100
     assert len(steps[0] & steps[1]) < 10  # random overlap of ~150 of 100,000 customers each
+
+
+def test_the_machine_yardstick_times_the_same_full_work_every_time() -> None:
+    """Runs are compared by their yardsticks, so each must time the same work: the same
+    customer (with clicks, purchases and calls) and the same documents, whatever ran before."""
+    first, second = machine.yardstick(rounds=2, clicks=30), machine.yardstick(rounds=3, clicks=30)
+    assert first["digest"] == second["digest"]
+    assert 0 < first["spread"][0] <= first["us_per_batch"] <= first["spread"][1]
+    features = machine._customer()[0].state.features()
+    assert features["purchases"] > 0 and features["calls_reason_billing"] > 0
+    assert features["click_count_90d"] > 100
+    assert "yardstick" in machine.describe(first)

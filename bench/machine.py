@@ -1,0 +1,104 @@
+"""How fast this machine does the engine's own work right now, printed beside the benchmarks.
+
+Runs of the same code on this shared 2-core machine differ by 15% or more from one hour to the
+next (the API needed 0.33-0.35 of a core for 250 decisions/s in some runs of one session and
+0.45-0.50 in others). So each benchmark also prints this yardstick: the CPU one customer batch
+of the flow's own work takes (a click folded in, features, the alert rules, the profile
+document, encoded and compressed), on a fixed customer, in process, with nothing else of the
+engine running. Two runs are comparable when their yardsticks are; a slower yardstick explains
+slower figures without a code change.
+
+    python -m bench.machine
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import hashlib
+import statistics
+import time
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from bench.data import START
+from engine import store
+from engine.customer import Context, Customer, process_batch
+from engine.opportunity import AlertRules
+from flows.main import bundle
+
+RULES = Path(__file__).resolve().parents[1] / "rules" / "alerts.yaml"
+CATEGORIES = ("electronics", "fashion", "home", "travel")
+ACTIONS = ("page_view", "product_view", "search", "add_to_cart")
+
+
+@cache
+def _customer() -> tuple[Customer, Context]:
+    """A customer with 60 days of clicks, purchases and calls, the same every time."""
+    rules = AlertRules.load(RULES)
+    ctx = Context(alert_rules=lambda: rules)
+    c: Customer | None = None
+    events: list[dict[str, Any]] = [
+        {"event_id": "p", "type": "profile", "ts": START, "customer_id": "m1",
+         "attributes": {"age": 41, "owner": "rep-1"}}]
+    for day in range(60):
+        ts = START + day * 86400.0
+        events += [{"event_id": f"k{day}-{i}", "type": "click", "ts": ts + 60 * i,
+                    "customer_id": "m1", "action": ACTIONS[(day + i) % 4],
+                    "category": CATEGORIES[(day * 3 + i) % 4]} for i in range(3)]
+        if day % 9 == 0:
+            events.append({"event_id": f"t{day}", "type": "transaction", "ts": ts + 600,
+                           "customer_id": "m1", "amount": 20.0 + day,
+                           "items": [{"category": CATEGORIES[day % 4], "quantity": 1}]})
+        if day % 20 == 0:
+            events.append({"event_id": f"c{day}", "type": "call", "ts": ts + 900,
+                           "customer_id": "m1", "reason": "billing", "sentiment": 0.2})
+    for ev in events:
+        c, _ = process_batch(c, [ev], ctx)
+    assert c is not None
+    c.state.release()
+    return c, ctx
+
+
+def _round(clicks: int) -> tuple[float, str]:
+    """CPU seconds for `clicks` batches of one click each, and a digest of the last document."""
+    base, ctx = _customer()
+    c = copy.deepcopy(base)
+    last = b""
+    ts = START + 60 * 86400.0
+    gc.collect()
+    start = time.process_time()
+    for i in range(clicks):
+        ev = {"event_id": f"y{i}", "type": "click", "ts": ts + 7.0 * i, "customer_id": "m1",
+              "action": ACTIONS[i % 4], "category": CATEGORIES[i % 4]}
+        c, out = process_batch(c, [ev], ctx)
+        for item in bundle(out, [ev]):
+            for w in item[1] if item[0] == "writes" else ():
+                if w[0] == "document":
+                    last = store.compress(w[2])
+    used = time.process_time() - start
+    return used, hashlib.sha256(last).hexdigest()[:16]
+
+
+def yardstick(rounds: int = 9, clicks: int = 500) -> dict[str, Any]:
+    """µs of CPU per customer batch: the median of `rounds` rounds, their spread, and a digest
+    of the work's result (the same on every call: the same work is timed)."""
+    _round(20)  # warm: imports, caches
+    times, digests = [], set()
+    for _ in range(rounds):
+        used, digest = _round(clicks)
+        times.append(1e6 * used / clicks)
+        digests.add(digest)
+    assert len(digests) == 1, "the yardstick's work is not deterministic"
+    return {"us_per_batch": round(statistics.median(times), 1),
+            "spread": [round(min(times), 1), round(max(times), 1)], "digest": digests.pop()}
+
+
+def describe(y: dict[str, Any]) -> str:
+    return (f"machine yardstick: {y['us_per_batch']:.1f} us of CPU per customer batch "
+            f"(spread {y['spread'][0]:.1f}-{y['spread'][1]:.1f}; `python -m bench.machine`)")
+
+
+if __name__ == "__main__":
+    print(describe(yardstick()))
