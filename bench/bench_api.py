@@ -220,7 +220,7 @@ def main(argv: list[str]) -> None:
     rates = [float(x) for x in args.rates.split(",")]
     results: dict[str, Any] = {"customers": args.customers, "api_workers": args.workers,
                                "ingest_events_per_s": args.ingest, "machine": f"{os.cpu_count()} cores"}
-    results["yardstick_before"] = machine.yardstick()  # how fast the machine is right now
+    results["yardstick_before"] = machine.measure()  # how fast the machine is right now
     print(machine.describe(results["yardstick_before"]), flush=True)
     with Engine(settings) as engine:
         results["load_events_per_s"] = load_customers(settings, args.customers, console)
@@ -268,7 +268,7 @@ def main(argv: list[str]) -> None:
         finally:
             floor.terminate()
             floor.wait()
-    results["yardstick_after"] = machine.yardstick()
+    results["yardstick_after"] = machine.measure()
     print(machine.describe(results["yardstick_after"]) + " (after)", flush=True)
     ok = [r["decisions"]["rate"] for r in results["rates"] if r["decisions"]["p99_ms"] < 10
           and r["decisions"]["errors"] == 0]

@@ -147,7 +147,7 @@ def main(argv: list[str]) -> None:
     events = tmp / "events.jsonl"
     n = write_events(events, args.customers, args.rounds)
     out: dict[str, Any] = {"events": n, "customers": args.customers, "cores": os.cpu_count(),
-                           "yardstick_before": machine.yardstick()}
+                           "yardstick_before": machine.measure()}
     print(machine.describe(out["yardstick_before"]), flush=True)
     with RedisServer(tmp / "redis") as server:
         s = Settings(redis_url=server.url, data_dir=tmp / "d", partitions=4, model_secret="x",
@@ -175,7 +175,7 @@ def main(argv: list[str]) -> None:
         print(f"Redis per customer: {out['memory']['bytes_per_customer']:.0f} bytes "
               f"(profile document {out['memory']['profile_doc_bytes']:.0f})", flush=True)
     shutil.rmtree(tmp, ignore_errors=True)  # the event file and Redis data: ~100 MB a run
-    out["yardstick_after"] = machine.yardstick()
+    out["yardstick_after"] = machine.measure()
     print(machine.describe(out["yardstick_after"]) + " (after)", flush=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "flow.json").write_text(orjson.dumps(out, option=orjson.OPT_INDENT_2).decode())
