@@ -97,4 +97,5 @@ def test_the_machine_yardstick_times_the_same_full_work_every_time() -> None:
     assert features["purchases"] > 0 and features["calls_reason_billing"] > 0
     assert features["click_count_90d"] > 100
     assert "yardstick" in machine.describe(first)
-    assert machine.measure()["digest"] == first["digest"]  # the benchmarks' way: a fresh process
+    # the benchmarks' way, in a fresh process: the same work as in this one
+    assert machine.measure()["digest"] == machine.yardstick(rounds=1)["digest"]
