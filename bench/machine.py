@@ -5,7 +5,8 @@ next (the API needed 0.33-0.35 of a core for 250 decisions/s in some runs of one
 0.45-0.50 in others). So each benchmark also prints this yardstick: the CPU one customer batch
 of the flow's own work takes (a click folded in, features, the alert rules, the profile
 document, encoded and compressed), on a fixed customer, in process, with nothing else of the
-engine running. Two runs are comparable when their yardsticks are; a slower yardstick explains
+engine running; and the CPU of a request/response over TCP on loopback (the kernel's part of
+every API request and Redis command, which can slow down while Python does not). Two runs are comparable when their yardsticks are; a slower yardstick explains
 slower figures without a code change.
 
     python -m bench.machine
@@ -17,6 +18,7 @@ import copy
 import gc
 import hashlib
 import json
+import socket
 import statistics
 import subprocess
 import sys
@@ -84,18 +86,40 @@ def _round(clicks: int) -> tuple[float, str]:
     return used, hashlib.sha256(last).hexdigest()[:16]
 
 
-def yardstick(rounds: int = 9, clicks: int = 500) -> dict[str, Any]:
+def _loopback(trips: int) -> float:
+    """CPU seconds for `trips` request/response exchanges of 200 bytes over TCP on loopback,
+    both ends in this process: the kernel's part of every API request and Redis command."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        a = socket.create_connection(server.getsockname())
+        b, _ = server.accept()
+        with a, b:
+            for s in (a, b):
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            ask, answer = b"q" * 200, b"r" * 200
+            start = time.process_time()
+            for _ in range(trips):
+                a.sendall(ask)
+                b.recv(4096)
+                b.sendall(answer)
+                a.recv(4096)
+            return time.process_time() - start
+
+
+def yardstick(rounds: int = 9, clicks: int = 500, trips: int = 2000) -> dict[str, Any]:
     """µs of CPU per customer batch: the median of `rounds` rounds, their spread, and a digest
-    of the work's result (the same on every call: the same work is timed)."""
+    of the work's result (the same on every call: the same work is timed); and µs of CPU per
+    loopback round trip (median of as many rounds)."""
     _round(20)  # warm: imports, caches
-    times, digests = [], set()
+    times, digests, trip_us = [], set(), []
     for _ in range(rounds):
         used, digest = _round(clicks)
         times.append(1e6 * used / clicks)
         digests.add(digest)
+        trip_us.append(1e6 * _loopback(trips) / trips)
     assert len(digests) == 1, "the yardstick's work is not deterministic"
     return {"us_per_batch": round(statistics.median(times), 1),
-            "spread": [round(min(times), 1), round(max(times), 1)], "digest": digests.pop()}
+            "spread": [round(min(times), 1), round(max(times), 1)], "digest": digests.pop(),
+            "us_per_loopback_trip": round(statistics.median(trip_us), 1)}
 
 
 def measure() -> dict[str, Any]:
@@ -108,7 +132,8 @@ def measure() -> dict[str, Any]:
 
 def describe(y: dict[str, Any]) -> str:
     return (f"machine yardstick: {y['us_per_batch']:.1f} us of CPU per customer batch "
-            f"(spread {y['spread'][0]:.1f}-{y['spread'][1]:.1f}; `python -m bench.machine`)")
+            f"(spread {y['spread'][0]:.1f}-{y['spread'][1]:.1f}), "
+            f"{y['us_per_loopback_trip']:.1f} us per loopback round trip (`python -m bench.machine`)")
 
 
 if __name__ == "__main__":

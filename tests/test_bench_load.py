@@ -93,6 +93,7 @@ def test_the_machine_yardstick_times_the_same_full_work_every_time() -> None:
     first, second = machine.yardstick(rounds=2, clicks=30), machine.yardstick(rounds=3, clicks=30)
     assert first["digest"] == second["digest"]
     assert 0 < first["spread"][0] <= first["us_per_batch"] <= first["spread"][1]
+    assert first["us_per_loopback_trip"] > 0
     features = machine._customer()[0].state.features()
     assert features["purchases"] > 0 and features["calls_reason_billing"] > 0
     assert features["click_count_90d"] > 100
