@@ -7,8 +7,8 @@ ingest path and flow, then for each rate runs an open-loop client (bench/load.py
 `POST /v1/decisions` and, in the same run, against the floor (bench/floor.py: a bare FastAPI
 endpoint returning one Redis hash), while a second client posts events at `--ingest` events/s.
 Prints rate, p50/p90/p99/p99.9 and errors per endpoint, the freshness of writes, Redis bytes per
-customer, the machine's yardstick before and after (`bench.machine`: runs are comparable when
-theirs are), and writes bench/results/api.json.
+customer, the machine's yardstick before and after (`bench.machine`), and writes
+bench/results/api.json.
 """
 
 from __future__ import annotations

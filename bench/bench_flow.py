@@ -15,7 +15,7 @@ Then, live: the 1-worker flow, its backlog drained, gets clicks at a steady `--l
 own script (as `POST /v1/events` appends them). A busy site's events rarely share a customer
 within a batch, so each costs its customer's features, rules and document write: the CPU per
 event here is what sizes a live deployment, beside the backlog's throughput.
-Before and after, the machine's yardstick (`bench.machine`): runs are comparable when theirs are.
+Before and after, the machine's yardstick (`bench.machine`).
 Writes bench/results/flow.json.
 """
 

@@ -1,13 +1,14 @@
 """How fast this machine does the engine's own work right now, printed beside the benchmarks.
 
 Runs of the same code on this shared 2-core machine differ by 15% or more from one hour to the
-next (the API needed 0.33-0.35 of a core for 250 decisions/s in some runs of one session and
-0.45-0.50 in others). So each benchmark also prints this yardstick: the CPU one customer batch
-of the flow's own work takes (a click folded in, features, the alert rules, the profile
-document, encoded and compressed), on a fixed customer, in process, with nothing else of the
-engine running; and the CPU of a request/response over TCP on loopback (the kernel's part of
-every API request and Redis command, which can slow down while Python does not). Two runs are comparable when their yardsticks are; a slower yardstick explains
-slower figures without a code change.
+next (the API needed 0.33-0.35 of a core for 250 decisions/s in some runs and 0.42-0.54 in
+others). So `bench flow` and `bench api` also print this yardstick, before and after their load:
+the CPU one customer batch of the flow's own work takes (a click folded in, features, the alert
+rules, the profile document, encoded and compressed) on a fixed customer, in a fresh process
+with nothing else of the engine running; and the CPU of a request/response over TCP on loopback
+(the kernel's part of every API request and Redis command). Runs whose yardsticks differ are
+not comparable. Equal yardsticks are no guarantee: they read the machine idle, and a run can
+still slow down under its own load (docs/performance.md, session 9).
 
     python -m bench.machine
 """
