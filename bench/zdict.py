@@ -7,9 +7,9 @@ their stored profile documents (a 4 KiB dictionary). `decision` runs the whole e
 takes the decision records of decisions on every channel from the streams (an 8 KiB
 dictionary). `event` samples the simulated events themselves, validated and encoded as the
 ingest path appends them (a 4 KiB dictionary). Each trains on two thirds of its samples and
-prints the held-out third's sizes and times against zlib and against another kind's dictionary. A document carries its dictionary's id,
-so documents written with an older dictionary need that dictionary to be read: keep it under a
-new name in `store.DICTIONARIES`.
+prints the held-out third's sizes and times against zlib and against another kind's dictionary.
+A document carries its dictionary's id, so documents written with an older dictionary need that
+dictionary to be read: keep it under a new name in `store.DICTIONARIES`.
 """
 
 from __future__ import annotations
@@ -85,9 +85,10 @@ def sample_decisions(customers: int, n: int = 3000) -> list[bytes]:
 def sample_events(customers: int, rounds: int, n: int = 30_000) -> list[bytes]:
     from engine.events import validate
 
-    path = Path(tempfile.mkdtemp(prefix="nb-zdict-")) / "events.jsonl"
-    write_events(path, customers, rounds)
-    lines = path.read_bytes().splitlines()
+    with tempfile.TemporaryDirectory(prefix="nb-zdict-") as tmp:  # ~80 MB of events
+        path = Path(tmp) / "events.jsonl"
+        write_events(path, customers, rounds)
+        lines = path.read_bytes().splitlines()
     picked = random.Random(7).sample(lines, min(n, len(lines)))
     return [store.encode(validate(orjson.loads(line))) for line in picked]
 

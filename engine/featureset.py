@@ -98,5 +98,5 @@ def expand(stored: Features) -> Features:
                 if k.startswith("interest_") and not k.startswith("interest_share_")}
     total = sum(v for v in interest.values() if v > 0)
     for key, value in interest.items():
-        out["interest_share_" + key[9:]] = round(max(value, 0.0) / total, 4) if total else 0.0
+        out["interest_share_" + key[9:]] = round(value / total, 4) if total and value > 0 else 0.0
     return out
