@@ -11,14 +11,47 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.alerts import Alert
 from engine.rules import Condition, Conditions, RuleError
 
 DAY = 86400.0
+
+
+class _Rule(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: Annotated[str, Field(min_length=1)]
+    when: Annotated[str, Field(min_length=1)]
+    title: str | None = None  # the id when missing
+    severity: Literal["low", "medium", "high", "critical"] = "medium"  # engine.alerts.SEVERITIES
+    cooldown_days: Annotated[float, Field(ge=0)] = 14.0
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    opportunities: list[Any] = []  # each validated as a `_Rule`, for a message naming it
+    thresholds: dict[str, float] = {}
+
+    @field_validator("opportunities", mode="before")
+    @classmethod
+    def _no_rules(cls, value: Any) -> Any:
+        return [] if value is None else value  # `opportunities:` left empty
+
+    @field_validator("thresholds", mode="before")
+    @classmethod
+    def _no_thresholds(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+
+def _first(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
 
 
 @dataclass
@@ -37,20 +70,30 @@ class AlertRules:
 
     @classmethod
     def parse(cls, doc: Any, source: str) -> AlertRules:
+        """Validated as a whole: any mistake is a `RuleError` naming the rule and the field
+        (the flow keeps its last good rules on one), never another exception."""
         if not isinstance(doc, dict):
             raise RuleError(f"{source}: needs a mapping with 'opportunities' and 'thresholds'")
+        try:
+            spec = _Spec.model_validate(doc)
+        except ValidationError as exc:
+            raise RuleError(f"{source}: {_first(exc)}") from None
         opps = []
-        for i, item in enumerate(doc.get("opportunities") or []):
-            name = item.get("id", f"#{i}") if isinstance(item, dict) else f"#{i}"
-            if not isinstance(item, dict) or not item.get("when") or not item.get("id"):
-                raise RuleError(f"{source}: opportunity {name}: needs 'id' and 'when'")
+        for i, item in enumerate(spec.opportunities):
+            if not isinstance(item, dict):
+                raise RuleError(f"{source}: opportunity #{i}: needs a mapping with 'id' and 'when'")
+            name = item.get("id", f"#{i}")
+            try:
+                rule = _Rule.model_validate(item)
+            except ValidationError as exc:
+                raise RuleError(f"{source}: opportunity {name}: {_first(exc)}") from None
             opps.append(Opportunity(
-                id=item["id"], title=item.get("title", item["id"]),
-                when=Condition.compile(item["when"], where=f"{source}: {name}.when"),
-                severity=item.get("severity", "medium"),
-                cooldown_days=float(item.get("cooldown_days", 14))))
-        thresholds = {k: float(v) for k, v in (doc.get("thresholds") or {}).items()}
-        return cls(opps, thresholds)
+                id=rule.id, title=rule.title or rule.id,
+                when=Condition.compile(rule.when, where=f"{source}: {name}.when"),
+                severity=rule.severity, cooldown_days=rule.cooldown_days))
+        if dupes := sorted({o.id for o in opps if sum(p.id == o.id for p in opps) > 1}):
+            raise RuleError(f"{source}: duplicate opportunity ids {dupes}")  # cooldowns are per id
+        return cls(opps, spec.thresholds)
 
     @classmethod
     def load(cls, path: Path) -> AlertRules:

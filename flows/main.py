@@ -10,6 +10,7 @@ Run it with `python -m bytewax.run flows.main:flow` (settings from the environme
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterable
 from datetime import timedelta
@@ -37,6 +38,7 @@ from flows.models import ModelCache
 from flows.sink import RedisSink
 from flows.source import Item, RedisStreamSource
 
+LOG = logging.getLogger("nextbest.flow")
 INTERNAL = {"decision", "erase", "tick", "forget", "dead_letters"}
 
 
@@ -129,7 +131,8 @@ def bundle(out: list[Any], evs: list[dict[str, Any]]) -> list[Any]:
 def _reloading(path: Path, load: Callable[[Path], Any], default: Any,
                every_s: float = 1.0) -> Callable[[], Any]:
     """`load(path)`, re-read when the file changes, looked at once per `every_s` (a stat per
-    batch cost ~1.5 us per event); a broken edit keeps the last good value."""
+    batch cost ~1.5 us per event); a broken edit keeps the last good value, and says why in
+    the flow's log, once per edit."""
     state: dict[str, Any] = {"value": default, "mtime": None, "next": 0.0}
 
     def get() -> Any:
@@ -141,8 +144,10 @@ def _reloading(path: Path, load: Callable[[Path], Any], default: Any,
                 if mtime != state["mtime"]:
                     state["mtime"] = mtime
                     state["value"] = load(path)
-            except (OSError, RuleError):
-                pass
+            except (OSError, RuleError) as exc:
+                if state["mtime"] != state.get("failed", "never"):
+                    state["failed"] = state["mtime"]
+                    LOG.warning("%s: keeping the last good version: %s", path.name, exc)
         return state["value"]
 
     return get

@@ -7,10 +7,15 @@ rules/alerts.yaml, and severity weighs what the customer is worth."""
 from __future__ import annotations
 
 import itertools
+import logging
 import os
 import random
+import re
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from config import Settings
 from engine import drift
@@ -18,7 +23,8 @@ from engine.alerts import SEVERITIES, churn_alert, severity_for
 from engine.customer import Context, Customer, process_batch
 from engine.models import OnlineModel
 from engine.opportunity import AlertRules
-from flows.main import _alert_rules
+from engine.rules import RuleError
+from flows.main import _alert_rules, _reloading
 
 T0 = 1_767_225_600.0
 DAY = 86400.0
@@ -154,6 +160,51 @@ def test_churn_alert_follows_the_threshold_in_alerts_yaml_reloaded(tmp_path: Pat
     time.sleep(1.05)
     c, alerts = leave("r2")
     assert len(alerts) == 1 and "(threshold 0.50)" in alerts[0]["reasons"][0]
+
+
+BROKEN_RULES = [  # an edit to rules/alerts.yaml, and what the error must name
+    ("opportunities:\n  - {id: a, when: 'true', cooldown_days: soon}\n", "a: cooldown_days"),
+    ("opportunities:\n  - {id: a, when: 'true', severity: urgent}\n", "a: severity"),
+    ("opportunities:\n  - {id: a, when: 5}\n", "a: when"),
+    ("opportunities:\n  - {id: a, when: 'features.x >>> 3'}\n", "a.when"),
+    ("opportunities:\n  - {when: 'true'}\n", "#0: id"),
+    ("opportunities:\n  - just words\n", "#0: needs a mapping"),
+    ("opportunities: {a: 1}\n", "opportunities"),
+    ("opportunities:\n  - {id: a, when: 'true'}\n  - {id: a, when: 'false'}\n", "duplicate"),
+    ("thresholds: {churn_risk: high}\n", "thresholds.churn_risk"),
+    ("thresholds: [0.5]\n", "thresholds"),
+    ("opportunities: [\n", "cannot read"),
+]
+
+
+def test_a_broken_alerts_yaml_is_a_clear_error_and_the_flow_keeps_its_last_good_rules(
+        tmp_path: Path, caplog: Any) -> None:
+    """A sales-ops typo must not stop the flow: every mistake is a `RuleError` naming the rule
+    and the field (a bad number or expression raised ValueError or TypeError before, which the
+    flow's reloading reader let through), and the reader keeps the last good rules and logs
+    why, once per edit."""
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    path = folder / "alerts.yaml"
+    good = "opportunities:\n  - {id: big, when: 'features.total_spend >= 1000'}\n"
+    path.write_text(good)
+    rules = _reloading(path, AlertRules.load, AlertRules(), every_s=0.0)  # `_alert_rules`'s reader
+    assert [o.id for o in rules().opportunities] == ["big"]
+    for n, (text, named) in enumerate(BROKEN_RULES):
+        path.write_text(text)
+        with pytest.raises(RuleError, match=re.escape(named)):
+            AlertRules.load(path)
+        os.utime(path, (T0, T0 + n))  # a distinct mtime per edit
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="nextbest.flow"):
+            assert [o.id for o in rules().opportunities] == ["big"]
+            rules()
+        assert [r.getMessage() for r in caplog.records if named in r.getMessage()], text
+        assert len(caplog.records) == 1  # once per edit, not once per batch
+    path.write_text("opportunities:\n  - {id: a, when: 'true', title: null, cooldown_days: 3}\n")
+    os.utime(path, (T0, T0 + 100))
+    (rule,) = rules().opportunities  # fixed: read again; a null title is the rule's id
+    assert (rule.id, rule.title, rule.severity, rule.cooldown_days) == ("a", "a", "medium", 3.0)
 
 
 def test_churn_alert_on_crossing_only_and_severity_weighs_value() -> None:
