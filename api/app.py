@@ -19,10 +19,11 @@ from api.batching import Batcher
 from api.context import AppState, RateLimiter
 from api.fallback import Fallback
 from api.lean import App, Route
-from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, watch
+from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, RulesCheck, watch
 from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
 from config import Settings, connect, get_settings
+from engine.opportunity import AlertRules
 
 
 class Timing:
@@ -110,6 +111,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with contextlib.suppress(Exception):  # else loaded on first use (api/ingest.py)
             await ingest.load_scripts(r)
         st.policy = PolicyHolder(settings.rules_dir / "policy.yaml")
+        st.alert_rules = RulesCheck(settings.rules_dir / "alerts.yaml", AlertRules.load)
         st.batcher = Batcher(r, timeout=settings.redis_timeout_s) if settings.redis_batching else None
         app.state.nb = st
         # What exists once started (routes, catalog, models, the app's own objects) is left out

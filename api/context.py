@@ -13,7 +13,7 @@ from api.auth import KeyRing
 from api.batching import Batcher
 from api.errors import ApiError
 from api.fallback import Breaker
-from api.registry import CatalogHolder, ModelRegistry, PolicyHolder
+from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, RulesCheck
 from config import Settings
 
 
@@ -47,6 +47,7 @@ class AppState:
     rng: random.Random = field(default_factory=random.Random)
     breaker: Breaker = field(default_factory=Breaker)
     policy: PolicyHolder | None = None
+    alert_rules: RulesCheck | None = None  # rules/alerts.yaml: the flow's; checked for /v1/status
     batcher: Batcher | None = None  # auto-pipelining; None: each pipeline is its own round trip
 
     async def send(self, pipe: aioredis.client.Pipeline) -> list[Any]:

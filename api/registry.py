@@ -73,6 +73,31 @@ class PolicyHolder:
             log.error("policy reload failed, keeping the previous one: %s", exc)
 
 
+class RulesCheck:
+    """A rules file only the flow reads (rules/alerts.yaml), parsed again when it changes so
+    `GET /v1/status` can say why the flow is keeping its last good version. No file: no error."""
+
+    def __init__(self, path: Path, load: Any) -> None:
+        self.path, self.load = path, load
+        self.mtime: float | None = None
+        self._error: str | None = None
+
+    def error(self) -> str | None:
+        try:
+            mtime = self.path.stat().st_mtime
+        except OSError:
+            self.mtime, self._error = None, None
+            return None
+        if mtime != self.mtime:
+            self.mtime = mtime
+            try:
+                self.load(self.path)
+                self._error = None
+            except RuleError as exc:
+                self._error = str(exc)
+        return self._error
+
+
 class ModelRegistry:
     def __init__(self, secret: bytes) -> None:
         self.secret = secret

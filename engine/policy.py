@@ -19,15 +19,46 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.rules import RuleError
 
 DAY = 86400.0
 KEEP_DAYS = 31.0
 KEEP_MAX = 100
+
+
+_Days = Annotated[float, Field(ge=0)]
+
+
+class _CapSpec(BaseModel):
+    name: str | None = None  # cap<i> when missing
+    window_days: Annotated[float, Field(gt=0)]
+    max: Annotated[int, Field(ge=0)]
+    kinds: list[str] | None = None  # None: every kind
+    channels: list[str] | None = None  # None: every channel
+
+
+class _PolicySpec(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    caps: list[Any] = []  # each validated as a `_CapSpec`, for a message naming it
+    cooldown_after_rejection_days: _Days = 0.0
+    suppress_after_acceptance_days: _Days = 0.0
+    consistency_minutes: _Days = 30.0
+
+    @field_validator("caps", mode="before")
+    @classmethod
+    def _no_caps(cls, value: Any) -> Any:
+        return [] if value is None else value  # `caps:` left empty
+
+
+def _first(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}"
 
 
 @dataclass
@@ -52,22 +83,26 @@ class Policy:
 
     @classmethod
     def parse(cls, doc: Any, source: str = "policy.yaml") -> Policy:
+        """Validated as a whole: any mistake is a `RuleError` naming the cap and the field (the
+        API keeps its last good policy on one, and `GET /v1/status` says why)."""
         if not isinstance(doc, dict):
             raise RuleError(f"{source}: needs a mapping")
-        caps = []
-        for i, c in enumerate(doc.get("caps") or []):
-            try:
-                caps.append(Cap(name=str(c.get("name", f"cap{i}")), window_days=float(c["window_days"]),
-                                max=int(c["max"]), kinds=c.get("kinds"), channels=c.get("channels")))
-            except (KeyError, TypeError, ValueError, AttributeError) as exc:
-                raise RuleError(f"{source}: cap #{i}: needs window_days and max ({exc})") from None
         try:
-            minutes = float(doc.get("consistency_minutes", 30.0))
-        except (TypeError, ValueError):
-            raise RuleError(f"{source}: consistency_minutes: "
-                            f"{doc.get('consistency_minutes')!r} is not a number") from None
-        return cls(caps, float(doc.get("cooldown_after_rejection_days", 0)),
-                   float(doc.get("suppress_after_acceptance_days", 0)), minutes)
+            spec = _PolicySpec.model_validate(doc)
+        except ValidationError as exc:
+            raise RuleError(f"{source}: {_first(exc)}") from None
+        caps = []
+        for i, c in enumerate(spec.caps):
+            if not isinstance(c, dict):
+                raise RuleError(f"{source}: cap #{i}: needs a mapping with window_days and max")
+            try:
+                cap = _CapSpec.model_validate(c)
+            except ValidationError as exc:
+                raise RuleError(f"{source}: cap #{i}: {_first(exc)}") from None
+            caps.append(Cap(cap.name or f"cap{i}", cap.window_days, cap.max, cap.kinds,
+                            cap.channels))
+        return cls(caps, spec.cooldown_after_rejection_days, spec.suppress_after_acceptance_days,
+                   spec.consistency_minutes)
 
     def lead(self, state: dict[str, Any], now: float) -> str | None:
         """The offer every channel should lead with now, if one was served moments ago.

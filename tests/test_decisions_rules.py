@@ -250,6 +250,18 @@ def test_catalog_reloads_without_restart_and_keeps_the_last_good_one(settings,
         out = wait_for(lambda: (o := get_json(api, "/v1/offers"))["error"] and o, timeout=15)
         assert out["error"].startswith("offers.yaml: offer broken: value:")
         assert "flash_sale" in {o["id"] for o in out["offers"]}  # last good catalog kept
+        status = get_json(api, "/v1/status")
+        assert status["catalog_error"] == out["error"]
+        assert status["alert_rules_error"] is None and status["policy_error"] is None
+        # rules/alerts.yaml is the flow's (it keeps its last good rules); the status says why
+        alerts = rules / "alerts.yaml"
+        good = alerts.read_text()
+        alerts.write_text(good + "  - {id: typo, when: 'true', cooldown_days: soon}\n")
+        assert get_json(api, "/v1/status")["alert_rules_error"].startswith(
+            "alerts.yaml: opportunity typo: cooldown_days:")
+        time.sleep(0.05)
+        alerts.write_text(good)
+        assert get_json(api, "/v1/status")["alert_rules_error"] is None
 
 
 def test_agent_desktop_puts_retention_first_when_churn_risk_is_high(api, flow, settings) -> None:

@@ -14,7 +14,7 @@ from api.app import create_app
 from bench.metrics import decision_paths
 from engine.policy import Policy, record
 from engine.rules import RuleError
-from tests.conftest import KEY, ev
+from tests.conftest import KEY, ev, get_json
 
 T0 = 1_767_225_600.0
 DAY = 86400.0
@@ -69,6 +69,29 @@ def test_policy_arithmetic_over_rolling_windows() -> None:
         Policy.parse({"caps": [{"name": "broken"}]})
 
 
+@pytest.mark.parametrize(("text", "message"), [
+    ("caps: [{name: a, window_days: soon, max: 3}]\n", "policy.yaml: cap #0: window_days:"),
+    ("caps: [{name: a, window_days: 1, max: -1}]\n", "policy.yaml: cap #0: max:"),
+    ("caps: [{name: a, window_days: 1, max: 2.5}]\n", "policy.yaml: cap #0: max:"),
+    ("caps: [{window_days: 1, max: 2, kinds: offer}]\n", "policy.yaml: cap #0: kinds:"),
+    ("caps: [just words]\n", "policy.yaml: cap #0: needs a mapping"),
+    ("caps: 5\n", "policy.yaml: caps:"),
+    ("cooldown_after_rejection_days: soon\n", "policy.yaml: cooldown_after_rejection_days:"),
+    ("suppress_after_acceptance_days: -1\n", "policy.yaml: suppress_after_acceptance_days:"),
+    ("consistency_minutes: [1]\n", "policy.yaml: consistency_minutes:"),
+    ("[1, 2]\n", "policy.yaml: needs a mapping"),
+    ("caps: [\n", "policy.yaml: cannot read"),
+])
+def test_policy_errors_name_the_cap_and_field(tmp_path: Path, text: str, message: str) -> None:
+    """Any mistake is a `RuleError` (a bad number raised ValueError or TypeError before, which
+    the API's reloading holder did not catch)."""
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(RuleError) as exc:
+        Policy.load(path)
+    assert str(exc.value).startswith(message), str(exc.value)
+
+
 def test_policy_file_reloads_without_restart(settings, flow, tmp_path: Path) -> None:
     rules = tmp_path / "rules"
     shutil.copytree(settings.rules_dir, rules)
@@ -81,6 +104,13 @@ def test_policy_file_reloads_without_restart(settings, flow, tmp_path: Path) -> 
         while api.app.state.nb.policy.policy.caps[0].name != "none" and time.monotonic() < deadline:
             time.sleep(0.2)
         assert marketing(api, "rl1", "call_center") == []
+        time.sleep(0.05)  # a distinct modification time
+        (rules / "policy.yaml").write_text("caps:\n  - {name: typo, window_days: soon, max: 1}\n")
+        deadline = time.monotonic() + 10
+        while get_json(api, "/v1/status")["policy_error"] is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert get_json(api, "/v1/status")["policy_error"].startswith("policy.yaml: cap #0: window_days:")
+        assert api.app.state.nb.policy.policy.caps[0].name == "none"  # the last good one kept
 
 
 def test_metrics_count_how_each_decision_was_answered(api, flow) -> None:
