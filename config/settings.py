@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,9 @@ class Settings(BaseSettings):
     partitions: int = Field(default=4, ge=1, le=1024)
     currency: str = "EUR"
     lateness_s: float = Field(default=3600.0, ge=0)
+    # events timed further than this ahead of the ingesting machine's clock are dead-lettered
+    # (a wrong device clock would carry the engine's event-time clock ahead); 0: no limit
+    max_future_s: float = Field(default=86400.0, ge=0)
     stream_maxlen: int = 5_000_000
     deadletter_maxlen: int = 100_000
     dedup_ttl_s: int = 30 * 86400
@@ -111,6 +115,10 @@ class Settings(BaseSettings):
             if len(key) < 8:
                 raise ValueError(f"api key {key[:4]}…: shorter than 8 characters")
         return keys
+
+    def latest_ts(self) -> float | None:
+        """The latest event time ingest accepts now (`max_future_s`), None without a limit."""
+        return time.time() + self.max_future_s if self.max_future_s else None
 
     def secret(self) -> bytes:
         """The key that signs model state; generated once into the data folder if unset."""

@@ -211,8 +211,11 @@ def depth(obj: Any, limit: int = MAX_DEPTH) -> int:
     return deepest
 
 
-def validate(obj: Any) -> Event:
-    """Validate a decoded JSON object; return it normalised (`ts` in Unix seconds)."""
+def validate(obj: Any, latest: float | None = None) -> Event:
+    """Validate a decoded JSON object; return it normalised (`ts` in Unix seconds). `latest`:
+    the latest event time accepted (the ingest paths pass their clock plus
+    `NEXTBEST_MAX_FUTURE_S`): one event from a wrong clock would otherwise carry the engine's
+    event-time clock, and with it every customer's recency, years ahead."""
     if not isinstance(obj, dict):
         raise BadEvent(f"an event must be a JSON object, got {type(obj).__name__}")
     if depth(obj) > MAX_DEPTH:
@@ -225,16 +228,21 @@ def validate(obj: Any) -> Event:
         model = _adapter.validate_python(obj)
     except ValidationError as exc:
         raise BadEvent(_reason(exc)) from None
-    return model.model_dump(exclude_none=True)
+    ev = model.model_dump(exclude_none=True)
+    if latest is not None and ev["ts"] > latest:
+        ahead = (ev["ts"] - latest) / 86400.0
+        raise BadEvent(f"ts: {obj['ts']!r} is in the future, {ahead:.2f} days past the latest "
+                       "time accepted (NEXTBEST_MAX_FUTURE_S ahead of this machine's clock)")
+    return ev
 
 
-def parse(raw: bytes | str) -> Event:
+def parse(raw: bytes | str, latest: float | None = None) -> Event:
     """Decode and validate one JSON event."""
     try:
         obj = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:
         raise BadEvent(f"not JSON: {exc}") from None
-    return validate(obj)
+    return validate(obj, latest)
 
 
 def routing_key(event: Event) -> str:

@@ -42,10 +42,10 @@ LOG = logging.getLogger("nextbest.flow")
 INTERNAL = {"decision", "erase", "tick", "forget", "dead_letters"}
 
 
-def parse_item(item: Item) -> tuple[Any, ...]:
+def parse_item(item: Item, latest: float | None = None) -> tuple[Any, ...]:
     p, seq, raw = item[:3]
     try:
-        ev = _parse_entry(raw, validated=len(item) > 4 and bool(item[4]))
+        ev = _parse_entry(raw, validated=len(item) > 4 and bool(item[4]), latest=latest)
     except BadEvent as exc:
         return ("bad", raw, str(exc), p, seq)
     ev["_p"], ev["_seq"] = p, seq
@@ -56,7 +56,8 @@ def parse_item(item: Item) -> tuple[Any, ...]:
     return ("ok", ev)
 
 
-def _parse_entry(raw: bytes, validated: bool = False) -> dict[str, Any]:
+def _parse_entry(raw: bytes, validated: bool = False,
+                 latest: float | None = None) -> dict[str, Any]:
     """Internal records, and events the ingest path validated with this schema (the entry's
     mark, `events.SCHEMA`), as they are: validating again cost ~9 us of ~75 per event. Anything
     else is validated as `engine.events.parse` does (from the object already decoded)."""
@@ -68,18 +69,19 @@ def _parse_entry(raw: bytes, validated: bool = False) -> dict[str, Any]:
         raise BadEvent(f"unreadable compressed record: {exc}") from None
     if isinstance(obj, dict) and (validated or obj.get("type") in INTERNAL and obj.get("_internal")):
         return obj
-    return validate(obj)
+    return validate(obj, latest)  # `latest`: as ingest checks it (events from Kafka)
 
 
-def parse_batch(items: list[Item]) -> list[tuple[Any, ...]]:
+def parse_batch(items: list[Item], max_future_s: float = 0.0) -> list[tuple[Any, ...]]:
     """A batch of stream entries parsed in one call: a known customer's events leave together as
     one pair, (customer id, [events]), ready for the customer step; anything else as a longer
     tuple: ("anon", anonymous id, event), or `parse_item`'s "bad" and "counts" tuples. Every
     item costs bytewax ~0.3-0.4 us per step it passes, and most events need no other step."""
     out: list[tuple[Any, ...]] = []
     groups: dict[str, list[dict[str, Any]]] = {}
+    latest = time.time() + max_future_s if max_future_s else None
     for item in items:
-        t = parse_item(item)
+        t = parse_item(item, latest)
         if t[0] != "ok":
             out.append(t)
         elif needs_identity(ev := t[1]):
@@ -200,7 +202,8 @@ def build_flow(
         from flows.kafka import kafka_input
 
         inputs = op.merge("inputs", inputs, kafka_input(flow, settings, kafka))
-    parsed = op.flat_map_batch("parse", inputs, parse_batch)
+    parsed = op.flat_map_batch("parse", inputs,
+                               lambda items: parse_batch(items, settings.max_future_s))
     known = op.branch("known", parsed, lambda t: len(t) == 2)  # (customer id, [events])
     anon = op.branch("anonymous", known.falses, lambda t: t[0] == "anon")
     dead = op.branch("dead_tallies", op.flat_map("dead_letter", anon.falses, _dead_letter),

@@ -52,7 +52,7 @@ def replay(settings: Settings, contains: str | None, console: Console) -> tuple[
         if contains and contains.encode() not in raw + f.get(b"reason", b""):
             continue
         try:
-            event = parse(raw)
+            event = parse(raw, settings.latest_ts())
         except BadEvent as exc:
             still_bad += 1
             client.xadd(store.DLQ, {**f, b"reason": str(exc).encode(), b"ts": str(time.time()).encode(),

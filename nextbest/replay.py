@@ -58,7 +58,7 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
             if not line.strip():
                 continue
             try:
-                good.append(parse(line))
+                good.append(parse(line, settings.latest_ts()))
             except BadEvent as exc:
                 bad.append((line.rstrip(b"\n"), f"line {lineno}: {exc}"))
             if len(good) + len(bad) >= BATCH:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import time
+
 import orjson
 import redis
 from rich.console import Console
 
 from config import Settings
 from engine import store
-from nextbest import deadletter
+from flows.main import parse_batch
+from nextbest import deadletter, replay
 from tests.conftest import ev
 
 
@@ -57,3 +60,32 @@ def test_a_body_that_is_not_json_gets_400_and_is_kept(api, r: redis.Redis) -> No
     assert rows[0]["reason"].startswith("not JSON") and rows[0]["source"] == "api"
     assert int(r.hget(store.STATS, "deadlettered")) == before + 1
     assert "nextbest_deadlettered_total" in api.get("/metrics").text
+
+
+def test_an_event_from_a_clock_far_ahead_is_dead_lettered_not_moving_the_engine_clock(
+        api, flow, settings: Settings, r: redis.Redis, tmp_path) -> None:
+    """One device with a wrong clock must not carry the engine's event-time clock (and every
+    customer's recency, and the silence sweep) years ahead: beyond `NEXTBEST_MAX_FUTURE_S`
+    ahead of the ingesting machine's clock, an event is dead-lettered with its reason, through
+    the API, `nextbest replay`, and the flow's own check of entries no ingest path marked."""
+    now = time.time()
+    res = api.post("/v1/events", json=[ev("soon", "click", now + 3600, "fut1"),
+                                       ev("y2099", "click", 4_070_908_800.0, "fut1")]).json()
+    assert res["accepted"] == 1 and len(res["rejected"]) == 1
+    assert res["rejected"][0]["index"] == 1 and "in the future" in res["rejected"][0]["error"]
+    (row,) = deadletter.entries(r, 10)
+    assert "y2099" in str(row["raw"]) and "in the future" in row["reason"]
+    flow.drain()
+    assert float(r.get(store.CLOCK)) < now + 2 * 3600  # the accepted event's time, not 2099
+    # replay: the same check
+    path = tmp_path / "events.jsonl"
+    path.write_bytes(orjson.dumps(ev("r2099", "call", 4_070_908_800.0, "fut2")) + b"\n"
+                     + orjson.dumps(ev("r-ok", "call", now, "fut2")) + b"\n")
+    assert replay.feed(settings, path, Console(quiet=True))[2] == 1
+    # the flow's check (entries from Kafka, or appended without the ingest path's mark)
+    late = parse_batch([(0, 1, orjson.dumps(ev("k2099", "click", 4_070_908_800.0, "fut3")))],
+                       settings.max_future_s)
+    assert late[0][0] == "bad" and "in the future" in late[0][2]
+    assert parse_batch([(0, 1, orjson.dumps(ev("k2099", "click", 4_070_908_800.0, "fut3")))])[0][0] == "fut3"
+    settings.max_future_s = 0  # no limit: a simulation far ahead of today is allowed
+    assert settings.latest_ts() is None

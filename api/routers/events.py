@@ -49,9 +49,10 @@ async def serve(st: Any, raw: bytes) -> tuple[int, dict[str, Any]]:
         raise ApiError(413, "batch_too_large",
                        f"{len(items)} events in one call; at most {st.settings.max_batch}")
     good, rejected, dead = [], [], []
+    latest = st.settings.latest_ts()
     for i, obj in enumerate(items):
         try:
-            good.append(validate(obj))
+            good.append(validate(obj, latest))
         except BadEvent as exc:
             rejected.append({"index": i, "error": str(exc)})
             dead.append((_raw(obj, raw), str(exc)))
