@@ -22,6 +22,8 @@ from nextbest.engine import Engine, running_redis
 
 BATCH = 500
 
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte-order mark, which some tools write first
+
 
 def _flush(client: connect.Sync, sha: str, settings: Settings,
            good: list[dict[str, object]], bad: list[tuple[bytes, str]]) -> int:
@@ -55,6 +57,8 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
         task = progress.add_task("replay", total=path.stat().st_size)
         for lineno, line in enumerate(fh, 1):
             progress.advance(task, len(line))
+            if lineno == 1 and line.startswith(BOM):  # a file saved with a byte-order mark
+                line = line[len(BOM):]
             if not line.strip():
                 continue
             try:

@@ -28,7 +28,8 @@ def test_replay_starts_what_it_needs_and_waits_for_the_flow(tmp_path: Path) -> N
     f = tmp_path / "events.jsonl"
     lines = [json.dumps({"event_id": f"r{i}", "type": "click", "ts": 1_767_225_600 + i,
                          "customer_id": f"c{i % 7}", "category": "home"}) for i in range(300)]
-    f.write_text("\n".join(lines + ['{"type": "broken"', lines[0]]) + "\n")
+    # as a Windows tool saves it: a byte-order mark first, CRLF line ends
+    f.write_bytes(b"\xef\xbb\xbf" + ("\r\n".join(lines + ['{"type": "broken"', lines[0]]) + "\r\n").encode())
     res = subprocess.run([*NEXTBEST, "replay", str(f)], env=env(tmp_path), capture_output=True,
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
