@@ -285,7 +285,8 @@ def main(argv: list[str]) -> None:
     args.time_scale = args.time_scale or span / max(1, args.history) * visits
     n = max(1, round(args.minutes * 60 / interval))
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="nb-soak-")), api_port=free_port(),
-                        api_workers=args.workers, api_keys={KEY: ALL_ROLES})
+                        api_workers=args.workers, api_keys={KEY: ALL_ROLES},
+                        max_future_s=0.0)  # simulated event time may run ahead of today's
     print(f"soak: {args.minutes:g} min, decisions {args.decision_rate:g}/s, events "
           f"{args.event_rate:g}/s, reads {args.read_rate:g}/s, decision+feedback "
           f"{args.feedback_rate:g}/s, {args.customers:,} customers, event time x"

@@ -9,9 +9,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
+from rich.console import Console
 
 from nextbest.redis_server import free_port
 from tests.conftest import KEY
@@ -104,6 +106,19 @@ def test_stop_waits_for_its_children_together(tmp_path: Path,
     assert 2.0 <= took < 3.5, took
     err = capfd.readouterr().err
     assert "one did not stop within 2s" in err and "two did not stop within 2s" in err
+
+
+def test_the_demo_keeps_running_when_its_event_time_passes_today(tmp_path: Path,
+                                                                   monkeypatch: Any) -> None:
+    """The demo's simulated clock runs hours of event time per second: left on, it passes the
+    machine's clock, and its events must still be taken (no `NEXTBEST_MAX_FUTURE_S` limit)."""
+    from config import Settings
+    from nextbest import demo
+
+    monkeypatch.setattr(demo, "START_TS", time.time() + 30 * 86400)  # already a month ahead
+    settings = Settings(data_dir=tmp_path, api_port=free_port(), model_secret="cli-test")
+    stats = demo.run(settings, 6.0, 200, 1, Console(quiet=True))
+    assert stats.events > 100 and stats.decisions > 0
 
 
 def test_demo_runs_and_reports(tmp_path: Path) -> None:
