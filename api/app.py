@@ -19,11 +19,12 @@ from api.batching import Batcher
 from api.context import AppState, RateLimiter
 from api.fallback import Fallback
 from api.lean import App, Route
-from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, RulesCheck, watch
+from api.registry import CatalogHolder, ModelRegistry, RulesFile, watch
 from api.responses import ORJSON
 from api.routers import admin, alerts, customers, decisions, events, health
 from config import Settings, connect, get_settings
 from engine.opportunity import AlertRules
+from engine.policy import Policy
 
 
 class Timing:
@@ -110,8 +111,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                       RateLimiter(settings.rate_limit_per_s))
         with contextlib.suppress(Exception):  # else loaded on first use (api/ingest.py)
             await ingest.load_scripts(r)
-        st.policy = PolicyHolder(settings.rules_dir / "policy.yaml")
-        st.alert_rules = RulesCheck(settings.rules_dir / "alerts.yaml", AlertRules.load)
+        st.policy = RulesFile(settings.rules_dir / "policy.yaml", Policy.load, Policy())
+        st.alert_rules = RulesFile(settings.rules_dir / "alerts.yaml", AlertRules.load,
+                                   AlertRules())
         st.batcher = Batcher(r, timeout=settings.redis_timeout_s) if settings.redis_batching else None
         app.state.nb = st
         # What exists once started (routes, catalog, models, the app's own objects) is left out
@@ -122,7 +124,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         gc.freeze()
         stop = asyncio.Event()
         task = asyncio.create_task(watch(sub, st.models, st.catalog, poll_s=settings.models_poll_s,
-                                         stop=stop, policy=st.policy))
+                                         stop=stop, files=(st.policy, st.alert_rules)))
         try:
             yield
         finally:

@@ -13,8 +13,10 @@ from api.auth import KeyRing
 from api.batching import Batcher
 from api.errors import ApiError
 from api.fallback import Breaker
-from api.registry import CatalogHolder, ModelRegistry, PolicyHolder, RulesCheck
+from api.registry import CatalogHolder, ModelRegistry, RulesFile
 from config import Settings
+from engine.opportunity import AlertRules
+from engine.policy import Policy
 
 
 class RateLimiter:
@@ -46,8 +48,8 @@ class AppState:
     limiter: RateLimiter
     rng: random.Random = field(default_factory=random.Random)
     breaker: Breaker = field(default_factory=Breaker)
-    policy: PolicyHolder | None = None
-    alert_rules: RulesCheck | None = None  # rules/alerts.yaml: the flow's; checked for /v1/status
+    policy: RulesFile[Policy] | None = None
+    alert_rules: RulesFile[AlertRules] | None = None  # the flow's; held for its errors
     batcher: Batcher | None = None  # auto-pipelining; None: each pipeline is its own round trip
 
     async def send(self, pipe: aioredis.client.Pipeline) -> list[Any]:

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import redis.asyncio as aioredis
 
@@ -18,11 +19,11 @@ from engine import store
 from engine.catalog import Catalog
 from engine.learning import ModelState
 from engine.models import OnlineModel, UntrustedModel, load
-from engine.policy import Policy
 from engine.rules import RuleError
 from engine.scoring import LinearScorer
 
 log = logging.getLogger("nextbest.api")
+T = TypeVar("T")
 
 
 class CatalogHolder:
@@ -53,49 +54,33 @@ class CatalogHolder:
             return False
 
 
-class PolicyHolder:
-    """The contact policy (rules/policy.yaml), reloaded on change; a broken edit keeps the last."""
+class RulesFile(Generic[T]):
+    """A rules file other than the catalog (rules/policy.yaml, rules/alerts.yaml), reloaded on
+    change by `watch`; a broken edit keeps the last good value and `error` says why (shown by
+    `GET /v1/status`). No file: `default`. alerts.yaml is the flow's: the API holds it only to
+    report its errors."""
 
-    def __init__(self, path: Path) -> None:
-        self.path, self.mtime, self.error = path, None, None
-        self.policy = Policy()
+    def __init__(self, path: Path, load: Callable[[Path], T], default: T) -> None:
+        self.path, self.load, self.default = path, load, default
+        self.value: T = default
+        self.mtime: float | None = None
+        self.error: str | None = None
         self.refresh()
 
     def refresh(self) -> None:
         try:
-            mtime = self.path.stat().st_mtime if self.path.exists() else None
-            if mtime != self.mtime:
-                self.mtime = mtime
-                self.policy = Policy.load(self.path)
-                self.error = None
-        except RuleError as exc:
-            self.error = str(exc)
-            log.error("policy reload failed, keeping the previous one: %s", exc)
-
-
-class RulesCheck:
-    """A rules file only the flow reads (rules/alerts.yaml), parsed again when it changes so
-    `GET /v1/status` can say why the flow is keeping its last good version. No file: no error."""
-
-    def __init__(self, path: Path, load: Any) -> None:
-        self.path, self.load = path, load
-        self.mtime: float | None = None
-        self._error: str | None = None
-
-    def error(self) -> str | None:
-        try:
             mtime = self.path.stat().st_mtime
         except OSError:
-            self.mtime, self._error = None, None
-            return None
-        if mtime != self.mtime:
-            self.mtime = mtime
-            try:
-                self.load(self.path)
-                self._error = None
-            except RuleError as exc:
-                self._error = str(exc)
-        return self._error
+            mtime = None
+        if mtime == self.mtime:
+            return
+        self.mtime = mtime
+        try:
+            self.value = self.load(self.path) if mtime is not None else self.default
+            self.error = None
+        except RuleError as exc:
+            self.error = str(exc)
+            log.error("%s reload failed, keeping the previous one: %s", self.path.name, exc)
 
 
 class ModelRegistry:
@@ -140,9 +125,10 @@ class ModelRegistry:
 
 async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHolder,
                 poll_s: float = 5.0, stop: asyncio.Event | None = None,
-                policy: PolicyHolder | None = None, gap_s: float = 0.25) -> None:
+                files: Sequence[RulesFile[Any]] = (), gap_s: float = 0.25) -> None:
     """Reload models on pub/sub notices (at most one reload per `gap_s`: notices in between
-    make one reload when it ends) and every `poll_s` regardless; the catalog on change."""
+    make one reload when it ends) and every `poll_s` regardless; the catalog and the other
+    rules `files` on change."""
     pubsub = None
     stop = stop or asyncio.Event()
     due, last = False, 0.0
@@ -164,8 +150,8 @@ async def watch(r: aioredis.Redis, registry: ModelRegistry, catalog: CatalogHold
                 await registry.refresh(r)
                 last = time.monotonic()
             catalog.refresh()
-            if policy is not None:
-                policy.refresh()
+            for f in files:
+                f.refresh()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - Redis away: retry later, keep serving

@@ -14,7 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from engine.events import to_ts
-from engine.rules import Condition, Conditions, RuleError
+from engine.rules import Condition, Conditions, RuleError, first_error
 
 Kind = Literal["offer", "retention", "service"]
 CONDITIONS = ("eligible", "applicable", "suitable")
@@ -109,7 +109,5 @@ class Catalog:
             try:
                 offers.append(Offer.model_validate(item))
             except ValidationError as exc:
-                err = exc.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"]) or "offer"
-                raise RuleError(f"{path.name}: offer {name}: {loc}: {err['msg']}") from None
+                raise RuleError(f"{path.name}: offer {name}: {first_error(exc, 'offer')}") from None
         return cls(offers, source=path.name)

@@ -11,13 +11,13 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.alerts import Alert
-from engine.rules import Condition, Conditions, RuleError
+from engine.alerts import SEVERITIES, Alert
+from engine.rules import Condition, Conditions, RuleError, first_error, given
 
 DAY = 86400.0
 
@@ -28,8 +28,15 @@ class _Rule(BaseModel):
     id: Annotated[str, Field(min_length=1)]
     when: Annotated[str, Field(min_length=1)]
     title: str | None = None  # the id when missing
-    severity: Literal["low", "medium", "high", "critical"] = "medium"  # engine.alerts.SEVERITIES
+    severity: str = "medium"
     cooldown_days: Annotated[float, Field(ge=0)] = 14.0
+
+    @field_validator("severity")
+    @classmethod
+    def _known(cls, value: str) -> str:
+        if value not in SEVERITIES:
+            raise ValueError(f"{value!r} is not one of {', '.join(SEVERITIES)}")
+        return value
 
 
 class _Spec(BaseModel):
@@ -37,21 +44,6 @@ class _Spec(BaseModel):
 
     opportunities: list[Any] = []  # each validated as a `_Rule`, for a message naming it
     thresholds: dict[str, float] = {}
-
-    @field_validator("opportunities", mode="before")
-    @classmethod
-    def _no_rules(cls, value: Any) -> Any:
-        return [] if value is None else value  # `opportunities:` left empty
-
-    @field_validator("thresholds", mode="before")
-    @classmethod
-    def _no_thresholds(cls, value: Any) -> Any:
-        return {} if value is None else value
-
-
-def _first(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
 
 
 @dataclass
@@ -75,9 +67,9 @@ class AlertRules:
         if not isinstance(doc, dict):
             raise RuleError(f"{source}: needs a mapping with 'opportunities' and 'thresholds'")
         try:
-            spec = _Spec.model_validate(doc)
+            spec = _Spec.model_validate(given(doc))
         except ValidationError as exc:
-            raise RuleError(f"{source}: {_first(exc)}") from None
+            raise RuleError(f"{source}: {first_error(exc, 'file')}") from None
         opps = []
         for i, item in enumerate(spec.opportunities):
             if not isinstance(item, dict):
@@ -86,7 +78,7 @@ class AlertRules:
             try:
                 rule = _Rule.model_validate(item)
             except ValidationError as exc:
-                raise RuleError(f"{source}: opportunity {name}: {_first(exc)}") from None
+                raise RuleError(f"{source}: opportunity {name}: {first_error(exc, 'rule')}") from None
             opps.append(Opportunity(
                 id=rule.id, title=rule.title or rule.id,
                 when=Condition.compile(rule.when, where=f"{source}: {name}.when"),

@@ -22,9 +22,9 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from engine.rules import RuleError
+from engine.rules import RuleError, first_error, given
 
 DAY = 86400.0
 KEEP_DAYS = 31.0
@@ -49,16 +49,6 @@ class _PolicySpec(BaseModel):
     cooldown_after_rejection_days: _Days = 0.0
     suppress_after_acceptance_days: _Days = 0.0
     consistency_minutes: _Days = 30.0
-
-    @field_validator("caps", mode="before")
-    @classmethod
-    def _no_caps(cls, value: Any) -> Any:
-        return [] if value is None else value  # `caps:` left empty
-
-
-def _first(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    return f"{'.'.join(str(p) for p in err['loc']) or 'policy'}: {err['msg']}"
 
 
 @dataclass
@@ -88,9 +78,9 @@ class Policy:
         if not isinstance(doc, dict):
             raise RuleError(f"{source}: needs a mapping")
         try:
-            spec = _PolicySpec.model_validate(doc)
+            spec = _PolicySpec.model_validate(given(doc))
         except ValidationError as exc:
-            raise RuleError(f"{source}: {_first(exc)}") from None
+            raise RuleError(f"{source}: {first_error(exc, 'policy')}") from None
         caps = []
         for i, c in enumerate(spec.caps):
             if not isinstance(c, dict):
@@ -98,7 +88,7 @@ class Policy:
             try:
                 cap = _CapSpec.model_validate(c)
             except ValidationError as exc:
-                raise RuleError(f"{source}: cap #{i}: {_first(exc)}") from None
+                raise RuleError(f"{source}: cap #{i}: {first_error(exc, 'cap')}") from None
             caps.append(Cap(cap.name or f"cap{i}", cap.window_days, cap.max, cap.kinds,
                             cap.channels))
         return cls(caps, spec.cooldown_after_rejection_days, spec.suppress_after_acceptance_days,

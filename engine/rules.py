@@ -24,6 +24,33 @@ class RuleError(ValueError):
     """A rule that cannot be used; the message names the file, the item and the field."""
 
 
+def given(doc: dict[str, Any]) -> dict[str, Any]:
+    """A rules file's keys that have a value: one left empty in YAML (`caps:`) takes its
+    default when validated.
+
+    >>> given({"caps": None, "consistency_minutes": 10})
+    {'consistency_minutes': 10}
+    """
+    return {k: v for k, v in doc.items() if v is not None}
+
+
+def first_error(exc: Any, whole: str) -> str:
+    """A pydantic `ValidationError`'s first error as "field: message" (`whole` when it is
+    about the item itself), for a `RuleError` naming the file and the item.
+
+    >>> from pydantic import BaseModel, ValidationError
+    >>> class Cap(BaseModel):
+    ...     max: int
+    >>> try:
+    ...     Cap.model_validate({"max": "many"})
+    ... except ValidationError as exc:
+    ...     print(first_error(exc, "cap"))
+    max: Input should be a valid integer, unable to parse string as an integer
+    """
+    err = exc.errors()[0]
+    return f"{'.'.join(str(p) for p in err['loc']) or whole}: {err['msg']}"
+
+
 def _zen_message(exc: Exception) -> str:
     text = str(exc).split("\n", 1)[0]
     try:

@@ -72,14 +72,14 @@ def _parse_entry(raw: bytes, validated: bool = False,
     return validate(obj, latest)  # `latest`: as ingest checks it (events from Kafka)
 
 
-def parse_batch(items: list[Item], max_future_s: float = 0.0) -> list[tuple[Any, ...]]:
+def parse_batch(items: list[Item], latest: float | None = None) -> list[tuple[Any, ...]]:
     """A batch of stream entries parsed in one call: a known customer's events leave together as
     one pair, (customer id, [events]), ready for the customer step; anything else as a longer
-    tuple: ("anon", anonymous id, event), or `parse_item`'s "bad" and "counts" tuples. Every
+    tuple: ("anon", anonymous id, event), or `parse_item`'s "bad" and "counts" tuples. `latest`:
+    the latest event time taken from entries no ingest path checked (`Settings.latest_ts`). Every
     item costs bytewax ~0.3-0.4 us per step it passes, and most events need no other step."""
     out: list[tuple[Any, ...]] = []
     groups: dict[str, list[dict[str, Any]]] = {}
-    latest = time.time() + max_future_s if max_future_s else None
     for item in items:
         t = parse_item(item, latest)
         if t[0] != "ok":
@@ -144,12 +144,12 @@ def _reloading(path: Path, load: Callable[[Path], Any], default: Any,
             try:
                 mtime = path.stat().st_mtime
                 if mtime != state["mtime"]:
-                    state["mtime"] = mtime
+                    state["mtime"] = mtime  # a broken version is read once, not once a second
                     state["value"] = load(path)
-            except (OSError, RuleError) as exc:
-                if state["mtime"] != state.get("failed", "never"):
-                    state["failed"] = state["mtime"]
-                    LOG.warning("%s: keeping the last good version: %s", path.name, exc)
+            except OSError:
+                pass  # no file (yet): the current value stands
+            except RuleError as exc:
+                LOG.warning("%s: keeping the last good version: %s", path.name, exc)
         return state["value"]
 
     return get
@@ -203,7 +203,7 @@ def build_flow(
 
         inputs = op.merge("inputs", inputs, kafka_input(flow, settings, kafka))
     parsed = op.flat_map_batch("parse", inputs,
-                               lambda items: parse_batch(items, settings.max_future_s))
+                               lambda items: parse_batch(items, settings.latest_ts()))
     known = op.branch("known", parsed, lambda t: len(t) == 2)  # (customer id, [events])
     anon = op.branch("anonymous", known.falses, lambda t: t[0] == "anon")
     dead = op.branch("dead_tallies", op.flat_map("dead_letter", anon.falses, _dead_letter),

@@ -57,8 +57,8 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
         task = progress.add_task("replay", total=path.stat().st_size)
         for lineno, line in enumerate(fh, 1):
             progress.advance(task, len(line))
-            if lineno == 1 and line.startswith(BOM):  # a file saved with a byte-order mark
-                line = line[len(BOM):]
+            if lineno == 1:  # a file saved with a byte-order mark
+                line = line.removeprefix(BOM)
             if not line.strip():
                 continue
             try:

@@ -84,7 +84,7 @@ def test_an_event_from_a_clock_far_ahead_is_dead_lettered_not_moving_the_engine_
     assert replay.feed(settings, path, Console(quiet=True))[2] == 1
     # the flow's check (entries from Kafka, or appended without the ingest path's mark)
     late = parse_batch([(0, 1, orjson.dumps(ev("k2099", "click", 4_070_908_800.0, "fut3")))],
-                       settings.max_future_s)
+                       settings.latest_ts())
     assert late[0][0] == "bad" and "in the future" in late[0][2]
     assert parse_batch([(0, 1, orjson.dumps(ev("k2099", "click", 4_070_908_800.0, "fut3")))])[0][0] == "fut3"
     settings.max_future_s = 0  # no limit: a simulation far ahead of today is allowed

@@ -257,11 +257,11 @@ def test_catalog_reloads_without_restart_and_keeps_the_last_good_one(settings,
         alerts = rules / "alerts.yaml"
         good = alerts.read_text()
         alerts.write_text(good + "  - {id: typo, when: 'true', cooldown_days: soon}\n")
-        assert get_json(api, "/v1/status")["alert_rules_error"].startswith(
-            "alerts.yaml: opportunity typo: cooldown_days:")
+        error = wait_for(lambda: get_json(api, "/v1/status")["alert_rules_error"], timeout=15)
+        assert error.startswith("alerts.yaml: opportunity typo: cooldown_days:"), error
         time.sleep(0.05)
         alerts.write_text(good)
-        assert get_json(api, "/v1/status")["alert_rules_error"] is None
+        wait_for(lambda: get_json(api, "/v1/status")["alert_rules_error"] is None, timeout=15)
 
 
 def test_agent_desktop_puts_retention_first_when_churn_risk_is_high(api, flow, settings) -> None:

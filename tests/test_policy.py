@@ -101,7 +101,7 @@ def test_policy_file_reloads_without_restart(settings, flow, tmp_path: Path) -> 
         assert marketing(api, "rl1", "web")
         (rules / "policy.yaml").write_text("caps:\n  - {name: none, kinds: [offer], window_days: 7, max: 1}\n")
         deadline = time.monotonic() + 10
-        while api.app.state.nb.policy.policy.caps[0].name != "none" and time.monotonic() < deadline:
+        while api.app.state.nb.policy.value.caps[0].name != "none" and time.monotonic() < deadline:
             time.sleep(0.2)
         assert marketing(api, "rl1", "call_center") == []
         time.sleep(0.05)  # a distinct modification time
@@ -110,7 +110,7 @@ def test_policy_file_reloads_without_restart(settings, flow, tmp_path: Path) -> 
         while get_json(api, "/v1/status")["policy_error"] is None and time.monotonic() < deadline:
             time.sleep(0.2)
         assert get_json(api, "/v1/status")["policy_error"].startswith("policy.yaml: cap #0: window_days:")
-        assert api.app.state.nb.policy.policy.caps[0].name == "none"  # the last good one kept
+        assert api.app.state.nb.policy.value.caps[0].name == "none"  # the last good one kept
 
 
 def test_metrics_count_how_each_decision_was_answered(api, flow) -> None:

@@ -90,7 +90,7 @@ async def status(st: State, _: Admin) -> ORJSON:
         "customers": customers, "models": nmodels, "deadlettered": int(dead or 0),
         "flow_alive": bool(alive), "catalog_error": st.catalog.error,
         "policy_error": st.policy.error if st.policy else None,
-        "alert_rules_error": st.alert_rules.error() if st.alert_rules else None,
+        "alert_rules_error": st.alert_rules.error if st.alert_rules else None,
     })
 
 

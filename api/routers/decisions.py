@@ -72,9 +72,9 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     now = profiles.now_of(clock)
     contact_state = policy.from_hash(contact)
     catalog = st.catalog.catalog
-    blocked = st.policy.policy.blocked(contact_state, [(o.id, o.kind) for o in catalog.offers],
+    blocked = st.policy.value.blocked(contact_state, [(o.id, o.kind) for o in catalog.offers],
                                        body.channel, now)
-    lead = st.policy.policy.lead(contact_state, now)  # consistency across channels
+    lead = st.policy.value.lead(contact_state, now)  # consistency across channels
     d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
                st.settings.control_share, blocked=blocked, exploration=st.settings.exploration,
                lead=lead, scorer=st.models.offer_scorer)
