@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 
 from api.errors import ApiError
+
+LOG = logging.getLogger("nextbest.api")
+WEAK = 16  # characters: a key shorter than this is easy to guess (`secrets.token_urlsafe()` is 43)
 
 
 def digest(key: str) -> str:
@@ -15,6 +19,10 @@ def digest(key: str) -> str:
 class KeyRing:
     def __init__(self, keys: dict[str, list[str]]) -> None:
         self._roles = {digest(k): frozenset(r) for k, r in keys.items()}
+        for key in keys:  # served as configured (CONTRACT.md's own example is `k-admin`)
+            if len(key) < WEAK:
+                LOG.warning("API key %s is shorter than %d characters and easy to guess: use long "
+                            "random keys outside tests", digest(key)[:12], WEAK)
 
     def roles(self, authorization: str | None) -> tuple[str, frozenset[str]]:
         """The key's id (a digest prefix, safe to log) and roles; 401 if unknown."""

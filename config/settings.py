@@ -112,8 +112,8 @@ class Settings(BaseSettings):
             unknown = set(roles) - ROLES
             if unknown:
                 raise ValueError(f"api key {key[:4]}…: unknown roles {sorted(unknown)}")
-            if len(key) < 8:
-                raise ValueError(f"api key {key[:4]}…: shorter than 8 characters")
+            if not key.strip() or key != key.strip():  # sent as `Bearer KEY`, stripped
+                raise ValueError(f"api key {key[:4]!r}…: empty or padded with spaces")
         return keys
 
     def latest_ts(self) -> float | None:

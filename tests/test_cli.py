@@ -50,8 +50,10 @@ def test_replay_starts_what_it_needs_and_waits_for_the_flow(tmp_path: Path) -> N
 
 
 def test_up_serves_until_interrupted(tmp_path: Path) -> None:
+    """With CONTRACT.md's own example of NEXTBEST_API_KEYS: a short key is served, with a
+    warning that it is easy to guess."""
     port = free_port()
-    keys = json.dumps({KEY: ["admin", "ingest", "decide", "agent", "sales"]})
+    keys = json.dumps({"k-admin": ["admin", "ingest", "decide", "agent", "sales"]})
     proc = subprocess.Popen([*NEXTBEST, "up"], env=env(tmp_path, NEXTBEST_API_PORT=str(port),
                                                         NEXTBEST_API_KEYS=keys),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -65,7 +67,7 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
-        h = {"Authorization": f"Bearer {KEY}"}
+        h = {"Authorization": "Bearer k-admin"}
         r = httpx.post(url + "/v1/events", headers=h, json={"event_id": "u1", "type": "click",
                                                              "ts": 1_767_225_600, "customer_id": "u"})
         assert r.status_code == 202
@@ -85,6 +87,7 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
                                  + held[-3000:]) from None
     assert proc.returncode == 0, out[-2000:]
     assert "nextbest is up" in out
+    assert "shorter than 16 characters and easy to guess" in out and "k-admin" not in out
 
 
 def test_stop_waits_for_its_children_together(tmp_path: Path,
