@@ -16,7 +16,6 @@ import pytest
 from rich.console import Console
 
 from nextbest.redis_server import free_port
-from tests.conftest import KEY
 
 NEXTBEST = [sys.executable, "-m", "nextbest.cli"]
 
