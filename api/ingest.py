@@ -10,6 +10,7 @@ from redis.exceptions import NoScriptError
 
 from config import connect
 from engine import sourcedrift, store
+from engine.consent import key as consent_key
 from engine.policy import response_field
 
 
@@ -29,7 +30,8 @@ async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None,
     extra = 0
     for ev in events if consent else ():
         if ev["type"] == "consent":
-            pipe.eval(CONSENT_LUA, 1, store.consent(ev["customer_id"]), ev["purpose"],
+            name = consent_key(ev["purpose"], ev.get("channel"))
+            pipe.eval(CONSENT_LUA, 1, store.consent(ev["customer_id"]), name,
                       "1" if ev["granted"] else "0", ev["ts"])
             extra += 1
         elif ev["type"] == "feedback" and (field := response_field(ev["offer_id"], ev["outcome"])):
@@ -41,7 +43,7 @@ async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None,
     return [int(x) for x in res[: len(res) - extra]]
 
 
-# KEYS: consent hash. ARGV: purpose, "1"/"0", ts. The latest consent by event time wins.
+# KEYS: consent hash. ARGV: record (`engine.consent.key`), "1"/"0", ts. The latest consent by event time wins.
 CONSENT_LUA = """
 local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1] .. ':ts') or '-1')
 if tonumber(ARGV[3]) >= cur then

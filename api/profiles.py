@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from engine import store
+from engine import consent, store
 from engine.decide import Profile
 from engine.features import DAY, expand
 from engine.value import at_horizon
@@ -38,19 +38,12 @@ async def fetch(st: Any, cid: str, extra: list[str] | None = None,
 
 
 def with_consent(doc: dict[str, Any] | None, ingested: dict[bytes, bytes]) -> dict[str, Any] | None:
-    """Consent ingested after the flow last wrote the document wins (by event time)."""
+    """Consent ingested after the flow last folded it in wins, by event time
+    (`engine.consent.merge`)."""
     if not ingested:
         return doc
     doc = dict(doc) if doc is not None else {"f": {}, "a": {}, "c": {}, "t": 0.0}
-    consent = dict(doc.get("c") or {})
-    for purpose, value in ingested.items():
-        name = purpose.decode()
-        if name.endswith(":ts"):
-            continue
-        ts = float(ingested.get(purpose + b":ts", b"0"))
-        if ts >= doc.get("t", 0.0) or name not in consent:
-            consent[name] = value == b"1"
-    doc["c"] = consent
+    doc["c"], doc["ct"] = consent.merge(doc, ingested)
     return doc
 
 

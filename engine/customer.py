@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import drift, statecodec, uplift, value
+from engine import consent, drift, statecodec, uplift, value
 from engine.alerts import Cooldown, alive_alert, churn_alert
 from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
@@ -345,5 +345,6 @@ def snapshot(c: Customer, features: dict[str, float], sc: dict[str, Any]) -> dic
         "f": st.stored() if features is st.features() else compact(features),
         "a": st.attributes, "c": st.consent, "o": st.owner, "t": st.last_ts,
         "r": st.interactions(), "s": sc, "ids": sorted(st.anonymous_ids),
+        **({"ct": consent.stamped(st.consent, st.stamps, "c:")} if st.consent else {}),
         "v": value.summary(st.purchase_history(), st.purchase_total, st.purchase_count, st.last_ts),
     }

@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Any
 
+from engine import consent
 from engine.catalog import Catalog, Offer
 from engine.models import OnlineModel
 from engine.scoring import LinearScorer
@@ -94,7 +95,7 @@ def candidates(
 ) -> tuple[list[Offer], dict[str, str]]:
     """Offers that may be shown, and why each other one may not."""
     data = rule_data(profile, request)
-    marketing_ok = profile.consent.get("marketing", False)
+    marketing_ok = consent.effective(profile.consent, "marketing", request.channel) is True
     wanted = set(request.offers) if request.offers is not None else None
     keep, rejected = [], dict(blocked or {})
     failing = catalog.failing(data)

@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from engine import purchases
+from engine import consent, purchases
 from engine import seen as seen_ids
 from engine.cart import Cart
 from engine.decay import Decayed, DecayedMean
@@ -247,8 +247,7 @@ class CustomerState:
             self.owner = str(owner)
 
     def _on_consent(self, event: Event, ts: float) -> None:
-        if self._newer("c:" + event["purpose"], ts, str(event.get("event_id", ""))):
-            self.consent[event["purpose"]] = bool(event["granted"])
+        consent.apply(self.consent, self.stamps, {**event, "ts": ts}, prefix="c:")
 
     def stored(self, now: float | None = None) -> Features:
         """The features as stored (`featureset.compact`: defaults and derived ones left out).

@@ -16,8 +16,8 @@ from api.deps import Decide, State
 from api.errors import ApiError, invalid
 from api.responses import ORJSON
 from config import connect
-from engine import policy, store
-from engine.decide import Decision, Request, decide
+from engine import consent, policy, store
+from engine.decide import Decision, Profile, Request, decide
 from engine.events import BadEvent, validate
 from engine.vector import vectorize
 
@@ -67,6 +67,9 @@ def _offers(d: Decision) -> list[dict[str, Any]]:
 async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, Any], Decision]:
     doc, clock, (contact,) = await profiles.fetch(st, cid, hashes=[store.contact(cid)])
     profile = profiles.to_profile(cid, doc, clock, st.models.value_params)
+    personal = consent.effective(profile.consent, "personalization", body.channel) is not False
+    if not personal:  # answered as for a visitor the engine does not know (engine/consent.py)
+        profile = Profile(cid, consent=profile.consent, known=profile.known)
     req = Request(body.channel, body.context, body.limit, body.offers)
     x = vectorize(profile.features, profile.attributes, {**body.context, "channel": body.channel})
     now = profiles.now_of(clock)
@@ -78,6 +81,9 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
                st.settings.control_share, blocked=blocked, exploration=st.settings.exploration,
                lead=lead, scorer=st.models.offer_scorer)
+    if not personal:
+        for s in d.ranked:
+            s.notes.append("not personalised: the customer withdrew personalization consent")
     did = secrets.token_urlsafe(12)
     record = {
         "type": "decision", "_internal": True, "event_id": "d:" + did, "decision_id": did,
@@ -110,7 +116,7 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     metrics.DECISIONS.labels(body.channel or "none", str(d.explored).lower()).inc()
     metrics.DECISION_PATHS.labels(path).inc()
     out = {"decision_id": did, "customer_id": cid, "offers": _offers(d), "explored": d.explored,
-           "probability": round(d.probability, 6), "held_out": d.held_out}
+           "probability": round(d.probability, 6), "held_out": d.held_out, "personalised": personal}
     return out, d
 
 
