@@ -119,7 +119,8 @@ function summary(c) {
         const v = consent[p];
         const state = v && typeof v === "object" ? v.granted : v;
         const label = state === true ? "granted" : state === false ? "refused" : "unknown";
-        return h("span", { class: `chip consent-${label}` }, `${titleCase(p)}: ${label}`);
+        const name = titleCase(p).replace("/", " on ");  // "marketing/email": one channel
+        return h("span", { class: `chip consent-${label}` }, `${name}: ${label}`);
       })));
 }
 
