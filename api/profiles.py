@@ -6,8 +6,8 @@ import time
 from typing import Any
 
 from engine import consent, store
+from engine.aging import age
 from engine.decide import Profile
-from engine.features import DAY, expand
 from engine.value import at_horizon
 
 
@@ -53,15 +53,8 @@ def now_of(clock: float) -> float:
 
 
 def aged(features: dict[str, Any], doc_ts: float, clock: float) -> dict[str, Any]:
-    """The full features (stored compact), with recency moved on to the engine clock."""
-    out = expand(features)
-    gap = max(0.0, clock - doc_ts) / DAY
-    if gap <= 0:
-        return out
-    for name, value in out.items():
-        if name.startswith("days_since_") and value >= 0:
-            out[name] = round(value + gap, 4)
-    return out
+    """The full features (stored compact), moved on to the engine clock (`engine.aging`)."""
+    return age(features, clock - doc_ts)
 
 
 def to_profile(cid: str, doc: dict[str, Any] | None, clock: float,

@@ -17,8 +17,13 @@ models as inputs, the API under `features` of `GET /v1/customers/{{id}}`.
 
 **Windows** ({windows}) are sums over fixed buckets (minutes for 1 h, hours for 1 d, days
 beyond), with amounts held as exact integers (1/10000 currency units), read incrementally.
-**Recency** (`days_since_*`) is measured from the customer's latest event and brought forward
-to the engine clock when read. **Sessions** are a click's `session_id` when it has one, else
+**Recency** (`days_since_*`) is measured from the customer's latest event.
+
+**Read later.** A profile is written as of the customer's latest event and read at the engine
+clock (`engine/aging.py`): recency and `tenure_days` move on by the time since, interest decays,
+and a window (or the cart's 30 days) that time has passed entirely reads empty. A window it has
+passed only in part still counts the events that have left it, until the customer's next event
+(the profile does not hold the windows' buckets). **Sessions** are a click's `session_id` when it has one, else
 runs of clicks less than 30 min apart (merged when a late click bridges two). The **cart** and
 **profile attributes** are last-writer-wins by event time (ties: the larger event id); a null
 attribute removes it. Features at their default (0, or -1 for "never") and derived ones
