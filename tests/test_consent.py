@@ -98,7 +98,8 @@ def test_consent_by_channel_and_personalization_through_the_api(api, flow, setti
     api.post("/v1/events", json=[ev("cz-c2", "consent", T0 + 60, cid, purpose="marketing",
                                     granted=False, channel="email")])
     for _ in range(2):  # read at once (the ingest path's record), then from the flow's document
-        assert served(channel="email")["offers"] == []
+        email = served(channel="email")
+        assert email["offers"] == [] and email["excluded"] == {"no marketing consent": 1}
         assert [o["offer_id"] for o in served()["offers"]] == ["gold_card"]
         flow.drain()
 
