@@ -6,6 +6,8 @@ crash is harmless; alerts carry deterministic ids for the same reason.
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from typing import Any
 
@@ -24,13 +26,18 @@ SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
 UNWATCH = "if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then " \
           "redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end return 0"
 SWEEP_EVERY_S = 3600.0  # event time between silence sweeps
+# wall time between sweeps by the first worker's timer: the event-time clock can stand still
+# with customers overdue (a file replayed customer by customer reaches its last day with the
+# first customer; every later customer's silence was then never ticked)
+SWEEP_WALL_S = 2.0
+LOG = logging.getLogger("nextbest.flow")
 TRIM_EVERY = 1000  # alerts written between trims of the alert index
 PER_CUSTOMER_ALERTS = 100  # newest alert ids kept in a customer's own index
 
 
 class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
     def __init__(self, url: str, dlq_maxlen: int, alerts_maxlen: int,
-                 ingest: tuple[int, int, int]) -> None:
+                 ingest: tuple[int, int, int], timer: bool = False) -> None:
         self.client = connect.client(url)
         self.cluster = connect.is_cluster(url)
         # a batch's pipeline is built by redis-py and sent by hiredis (config/wire.py): a
@@ -44,6 +51,9 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         self.partitions, self.dedup_ttl, self.maxlen = ingest
         self.next_sweep = 0.0
         self.alerts_since_trim = TRIM_EVERY  # trim once at start
+        self.stopping = threading.Event()
+        if timer:
+            threading.Thread(target=self._sweeping, name="silence-sweep", daemon=True).start()
 
     def write_batch(self, items: list[tuple[Any, ...]]) -> None:
         while True:
@@ -178,6 +188,20 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.hdel(store.ALERT_STATUS, *chunk)
         pipe.execute()
 
+    def _sweeping(self) -> None:
+        """Every `SWEEP_WALL_S`, a sweep at the engine clock (its own connections from the
+        client's pool; the batches' wire is not shared)."""
+        while not self.stopping.wait(SWEEP_WALL_S):
+            try:
+                if clock := float(self.client.get(store.CLOCK) or 0.0):
+                    self.sweep(clock)
+            except redis.exceptions.NoScriptError:
+                self._load_scripts()
+            except redis.RedisError:
+                pass  # Redis is away: the next round tries again
+            except Exception:  # noqa: BLE001 - a timer that dies would stop every silence alert
+                LOG.exception("silence sweep failed; trying again in %.0f s", SWEEP_WALL_S)
+
     def sweep(self, clock: float) -> None:
         """Tick the customers whose silence became abnormal by `clock` (event time): the tick
         goes through their partition like any event, so their own state decides."""
@@ -212,6 +236,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.delete(store.decision(d))
 
     def close(self) -> None:
+        self.stopping.set()
         if self.wire is not None:
             self.wire.close()
         self.client.close()
@@ -233,4 +258,5 @@ class RedisSink(DynamicSink[tuple[Any, ...]]):
         self.ingest = (partitions, dedup_ttl, maxlen)
 
     def build(self, step_id: str, worker_index: int, worker_count: int) -> _Writer:
-        return _Writer(self.url, self.dlq_maxlen, self.alerts_maxlen, self.ingest)
+        return _Writer(self.url, self.dlq_maxlen, self.alerts_maxlen, self.ingest,
+                       timer=worker_index == 0)

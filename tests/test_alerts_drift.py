@@ -47,6 +47,23 @@ def test_silence_of_a_regular_buyer_is_detected_without_their_events(api, flow) 
     assert len(quiet) == 1 or quiet[0]["ts"] - quiet[-1]["ts"] >= 7 * DAY  # cooldown
 
 
+def test_silence_is_detected_when_a_file_comes_customer_by_customer(api, flow) -> None:
+    """A file sorted by customer: the first customer carries the engine clock to day 120, and
+    the event-time clock stands still while every later customer's history arrives behind it.
+    A customer who stopped buying on day 35 is still flagged, at the standing clock."""
+    first = weekly_buyer("first", 18)
+    first.append(ev("first-last", "click", T0 + 120 * DAY, "first"))
+    api.post("/v1/events", json=first)
+    flow.drain()
+    api.post("/v1/events", json=weekly_buyer("later", 6))  # weekly, then stops after week 5
+    flow.drain()
+    alerts = wait_for(lambda: get_json(api, "/v1/alerts", params={"type": "customer_drift",
+                                                                  "customer_id": "later"})["alerts"],
+                      timeout=30)
+    assert alerts[0]["data"]["signal"] == "purchase_rhythm"
+    assert alerts[0]["ts"] == T0 + 120 * DAY  # the engine clock: the silence seen as of now
+
+
 def test_opportunity_rule_fires_once_per_cooldown(api, flow) -> None:
     browse = [ev(f"br{i}", "click", T0 + i * 60, "browser", action="add_to_cart",
                  category="electronics") for i in range(6)]
