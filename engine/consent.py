@@ -12,6 +12,8 @@ What the purposes gate (DESIGN.md: consent is a gate, not a rule among rules):
 - `personalization`: withdrawn, decisions for the customer leave their profile aside (features,
   attributes, scores) and answer as for a visitor the engine does not know. Without a record it
   holds: the engine serves customers on their own channels.
+Without a record of the customer's own, a decision takes the request's `context.consent`
+(`{"marketing": true}`: the website's cookie banner, for anonymous visitors).
 
 >>> values, stamps = {}, {}
 >>> apply(values, stamps, {"purpose": "marketing", "granted": True, "ts": 10})
@@ -69,6 +71,25 @@ def effective(values: dict[str, bool], purpose: str, channel: str | None) -> boo
         if one is not None:
             return one
     return values.get(purpose)
+
+
+def asked(values: dict[str, bool], purpose: str, channel: str | None,
+          context: dict[str, Any]) -> bool | None:
+    """`effective`, or else what the request's `context.consent` says (the website's cookie
+    banner, for visitors who never sent a consent event: anonymous ones cannot). A record of the
+    customer's own always wins over the request.
+
+    >>> asked({}, "marketing", "web", {"consent": {"marketing": True}})
+    True
+    >>> asked({"marketing": False}, "marketing", "web", {"consent": {"marketing": True}})
+    False
+    """
+    mine = effective(values, purpose, channel)
+    if mine is None:
+        said = context.get("consent")
+        if isinstance(said, dict) and isinstance(said.get(purpose), bool):
+            return said[purpose]
+    return mine
 
 
 def stamped(values: dict[str, bool], stamps: Stamps, prefix: str = "") -> dict[str, float]:

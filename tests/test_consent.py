@@ -122,3 +122,23 @@ def test_consent_by_channel_and_personalization_through_the_api(api, flow, setti
     assert d["personalised"] is True and all(o["kind"] != "offer" for o in d["offers"])
     profile = get_json(api, f"/v1/customers/{cid}")
     assert profile["consent"] == {"marketing": False, "personalization": True}
+
+
+def test_a_visitors_consent_can_come_with_the_request(api, flow, settings) -> None:
+    """Anonymous visitors cannot send consent events: the website passes its cookie banner's
+    answer as `context.consent`; a customer's own record wins over it."""
+    settings.control_share = 0.0
+    api.post("/v1/events", json=[ev("v-click", "click", T0, None, anonymous_id="v1"),
+                                 ev("w-c", "consent", T0, "withdrawn", purpose="marketing",
+                                    granted=False)])
+    flow.drain()
+    body = {"anonymous_id": "v1", "channel": "web", "limit": 3}
+
+    def kinds(**over: Any) -> set[str]:
+        return {o["kind"] for o in api.post("/v1/decisions", json={**body, **over}).json()["offers"]}
+
+    assert "offer" not in kinds()
+    assert "offer" in kinds(context={"consent": {"marketing": True}})
+    d = api.post("/v1/decisions", json={**body, "context": {"consent": {"personalization": False}}})
+    assert d.json()["personalised"] is False
+    assert "offer" not in kinds(customer_id="withdrawn", context={"consent": {"marketing": True}})
