@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import secrets
-from collections import Counter
 import time
+from collections import Counter
 from typing import Annotated, Any, Literal
 
 import orjson
