@@ -17,12 +17,10 @@ from engine.alerts import Cooldown, alive_alert, churn_alert
 from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
 from engine.opportunity import AlertRules
+from engine.responses import Output, Pending, example, expire, on_decision, on_feedback
 from engine.scoring import scorer_for
 from engine.types import Event
 from engine.vector import vectorize
-
-Output = tuple[Any, ...]
-MAX_PENDING = 64  # decisions awaiting feedback per customer; beyond, the oldest count as ignored
 
 
 @dataclass
@@ -41,35 +39,12 @@ class Context:
 
 
 @dataclass
-class Pending:
-    ts: float
-    x: tuple[tuple[str, ...], array] | dict[str, float]  # packed (`_pack`); a dict in old snapshots
-    deadlines: dict[str, float]
-    channel: str | None = None
-
-    def inputs(self) -> dict[str, float]:
-        """The model inputs the decision was made with."""
-        if isinstance(self.x, dict):
-            return self.x
-        keys, values = self.x
-        return dict(zip(keys, values))
-
-
-def _pack(x: dict[str, float], like: Pending | None) -> tuple[tuple[str, ...], array]:
-    """A decision's inputs as names + float64 values (exact; a tenth of a dict's memory), the
-    names shared with the customer's previous pending decision when they are the same."""
-    keys = tuple(x)
-    if like is not None and not isinstance(like.x, dict) and like.x[0] == keys:
-        keys = like.x[0]
-    return keys, array("d", x.values())
-
-
-@dataclass
 class Customer:
     """bytewax state for one customer key."""
 
     state: CustomerState
     pending: dict[str, Pending] = field(default_factory=dict)
+    settled: array = field(default_factory=lambda: array("I"))  # `responses.MAX_SETTLED`
     cooldown: Cooldown = field(default_factory=Cooldown)
     churn: float | None = None
     scores: dict[str, Any] = field(default_factory=lambda: {"outcomes": {}})
@@ -105,65 +80,6 @@ def scores(c: Customer, models: dict[str, OnlineModel], x: dict[str, float]) -> 
     out: dict[str, Any] = {"outcomes": outcomes}
     if "churned" in outcomes:
         out["churn_risk"] = outcomes["churned"]
-    return out
-
-
-def _example(model: str, x: dict[str, float], y: bool, ts: float, **extra: Any) -> Output:
-    return ("example", model, x, y, ts, extra)
-
-
-def _on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
-    served = ev.get("offers", [])
-    deadlines = {o: ev["ts"] + ctx.reward_window(o) for o in served}
-    last = next(reversed(c.pending.values()), None)
-    c.pending[ev["decision_id"]] = Pending(ev["ts"], _pack(ev.get("x", {}), last), deadlines,
-                                           ev.get("channel"))
-    out: list[Output] = []
-    while len(c.pending) > MAX_PENDING:  # a bound on state: the oldest is settled as ignored
-        out += _settle(c, next(iter(c.pending)), ev["ts"], everything=True)
-    out += [("impression", "offer:" + o, False, ev["ts"]) for o in served]
-    out += [("impression", "offer:" + o, True, ev["ts"]) for o in ev.get("held_out", [])]
-    for o, control in [(o, False) for o in served] + [(o, True) for o in ev.get("held_out", [])]:
-        out += uplift.track(c.exposures, o, ev["ts"] + ctx.reward_window(o), control, ctx.category(o))
-    return out
-
-
-def _on_feedback(c: Customer, ev: Event, x_now: dict[str, float]) -> list[Output]:
-    offer, outcome = ev["offer_id"], ev["outcome"]
-    pend = c.pending.get(ev["decision_id"])
-    accepted = outcome == "accepted"
-    value = float(ev.get("value", 0.0) or 0.0)
-    if pend is None or offer not in pend.deadlines:
-        # late (already counted as ignored) or unknown decision: recorded, not learned twice
-        return [("feedback", "offer:" + offer, outcome, value, True, ev["ts"])]
-    del pend.deadlines[offer]
-    if not pend.deadlines:
-        del c.pending[ev["decision_id"]]
-    return [
-        _example("offer:" + offer, pend.inputs() or x_now, accepted, ev["ts"]),
-        ("feedback", "offer:" + offer, outcome, value, False, ev["ts"]),
-    ]
-
-
-def _expire(c: Customer, now: float) -> list[Output]:
-    """Offers with no feedback within their reward window count as ignored (a negative)."""
-    out: list[Output] = []
-    for did in list(c.pending):
-        out += _settle(c, did, now)
-    return out
-
-
-def _settle(c: Customer, did: str, now: float, everything: bool = False) -> list[Output]:
-    """Offers of a pending decision past their deadline (or all of them) count as ignored."""
-    pend, out = c.pending[did], []
-    for offer, deadline in list(pend.deadlines.items()):
-        if deadline < now or everything:
-            del pend.deadlines[offer]
-            at = min(deadline, now)
-            out.append(_example("offer:" + offer, pend.inputs(), False, at))
-            out.append(("feedback", "offer:" + offer, "ignored", 0.0, False, at))
-    if not pend.deadlines:
-        del c.pending[did]
     return out
 
 
@@ -214,20 +130,19 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
         return False
     kind = ev["type"]
     if kind == "decision":
-        out += _on_decision(c, ev, ctx)
+        out += on_decision(c, ev, ctx)
     elif kind != "tick":
         st.update(ev)
         if kind == "transaction" and ev.get("kind", "purchase") == "purchase" and c.exposures:
             cats = {i["category"] for i in ev.get("items", []) if i.get("category")}
             out += uplift.on_purchase(c.exposures, cats, ev["ts"])
     st.last_ts = max(st.last_ts, ev["ts"])
-    if kind in ("feedback", "outcome"):
+    if kind == "feedback":
+        out += on_feedback(c, ev)
+    elif kind == "outcome":
         x = vectorize(st.features(), st.attributes)
-        if kind == "feedback":
-            out += _on_feedback(c, ev, x)
-        else:
-            out.append(_example("outcome:" + ev["name"], x, bool(ev["value"]), ev["ts"]))
-    out += _expire(c, st.last_ts)
+        out.append(example("outcome:" + ev["name"], x, bool(ev["value"]), ev["ts"]))
+    out += expire(c, st.last_ts)
     uplift.expire(c.exposures, st.last_ts)
     return True
 

@@ -29,6 +29,9 @@ class OfferStats:
     ignored: int = 0
     late: int = 0
     revenue: float = 0.0
+    external: int = 0  # answers to offers made outside the engine (`engine.responses`)
+    external_accepted: int = 0
+    external_revenue: float = 0.0
     treated: int = 0
     treated_conv: int = 0
     control_exposed: int = 0
@@ -40,6 +43,8 @@ class OfferStats:
             "impressions": shown, "control_impressions": self.control,
             "accepted": self.accepted, "rejected": self.rejected, "ignored": self.ignored,
             "late_feedback": self.late, "revenue": round(self.revenue, 2),
+            "external_feedback": {"responses": self.external, "accepted": self.external_accepted,
+                                  "revenue": round(self.external_revenue, 2)},
             "acceptance_rate": round(self.accepted / shown, 4) if shown else None,
             "conversion": uplift(self.treated, self.treated_conv, self.control_exposed,
                                  self.control_conv),
@@ -101,8 +106,13 @@ def apply(state: ModelState | None, name: str, item: tuple[Any, ...],
         else:
             state.stats.treated_conv += 1
     elif kind == "feedback":
-        _, _, outcome, value, late, _ts = item
+        _, _, outcome, value, late, _ts, *external = item
         st = state.stats
+        if external:  # an offer made elsewhere: apart from the engine's own impressions
+            st.external += 1
+            st.external_accepted += outcome == "accepted"
+            st.external_revenue += value if outcome == "accepted" else 0.0
+            return state, fired
         if late:
             st.late += 1
         if outcome == "accepted":

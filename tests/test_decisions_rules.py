@@ -19,6 +19,7 @@ from engine.decide import Profile, Request, candidates, decide
 from engine.learning import apply
 from engine.policy import Policy, record
 from engine.rules import RuleError
+from engine.vector import vectorize
 from tests.conftest import KEY, ev, get_json, wait_for
 
 T0 = 1_767_225_600.0  # 2026-01-01
@@ -174,6 +175,28 @@ def test_reward_window_counts_ignored_and_records_late_feedback() -> None:
         state, _ = apply(state, item[1], item)
     assert state is not None and state.stats.late == 1 and state.stats.accepted == 1
     assert state.stats.ignored == 0 and state.stats.revenue == 15.0
+
+
+def test_an_answer_to_an_offer_made_elsewhere_is_learned_and_counted_apart() -> None:
+    """A campaign's own decision id: learned from the customer's features as they are, with
+    the channel, and counted as external, not as the engine's impressions or late answers."""
+    ctx = Context(reward_window=lambda offer: 2 * DAY)
+    c, _ = process_batch(None, [ev("t1", "transaction", T0, "c1", amount=80.0),
+                                ev("p1", "profile", T0, "c1", attributes={"plan": "gold"})], ctx)
+    c, out = process_batch(c, [ev("f1", "feedback", T0 + DAY, "c1", decision_id="campaign-7",
+                                  offer_id="a", outcome="accepted", value=30.0,
+                                  channel="email")], ctx)
+    (example,) = [o for o in out if o[0] == "example"]
+    assert example[1:4] == ("offer:a", example[2], True) and example[2]["total_spend"] == 80.0
+    plan_and_channel = vectorize({}, {"plan": "gold"}, {"channel": "email"})
+    assert plan_and_channel.items() <= example[2].items()
+    state, _ = apply(None, "offer:a", example)
+    (item,) = [o for o in out if o[0] == "feedback"]
+    state, _ = apply(state, "offer:a", item)
+    perf = state.stats.to_dict()
+    assert perf["external_feedback"] == {"responses": 1, "accepted": 1, "revenue": 30.0}
+    assert (perf["accepted"], perf["late_feedback"], perf["impressions"]) == (0, 0, 0)
+    assert state.model.examples == 1
 
 
 def test_ignored_is_counted_by_the_offer_stats() -> None:

@@ -13,8 +13,9 @@ import orjson
 import pytest
 
 from engine import seen, store
-from engine.customer import MAX_PENDING, Context, process_batch
+from engine.customer import Context, process_batch
 from engine.features import CustomerState
+from engine.responses import MAX_PENDING
 from tests.conftest import ev
 from tests.test_features import rich_events
 

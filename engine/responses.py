@@ -1,0 +1,123 @@
+"""Decisions awaiting the customer's response, and the responses: each answer becomes a model
+example with the inputs the decision was made with; no answer within an offer's reward window
+counts as ignored (a negative).
+
+A `feedback` event may also answer an offer made outside the engine (a campaign, a clerk in a
+store: a `decision_id` the engine never made). It is learned from the customer's features and
+attributes when it arrives, and counted apart (`external_feedback` in the offer's performance).
+An answer to a decision of the engine's that was already settled (ignored when its window
+passed) is recorded, not learned twice: the engine remembers the last `MAX_SETTLED` decisions
+it settled per customer (as CRC-32s).
+"""
+
+from __future__ import annotations
+
+import zlib
+from array import array
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from engine import uplift
+from engine.types import Event
+from engine.vector import vectorize
+
+if TYPE_CHECKING:
+    from engine.customer import Context, Customer
+
+Output = tuple[Any, ...]
+MAX_PENDING = 64  # decisions awaiting feedback per customer; beyond, the oldest count as ignored
+MAX_SETTLED = 64  # settled decisions remembered per customer, to tell a late answer from another's
+
+
+@dataclass
+class Pending:
+    ts: float
+    x: tuple[tuple[str, ...], array] | dict[str, float]  # packed (`pack`); a dict in old snapshots
+    deadlines: dict[str, float]
+    channel: str | None = None
+
+    def inputs(self) -> dict[str, float]:
+        """The model inputs the decision was made with."""
+        if isinstance(self.x, dict):
+            return self.x
+        keys, values = self.x
+        return dict(zip(keys, values))
+
+
+def pack(x: dict[str, float], like: Pending | None) -> tuple[tuple[str, ...], array]:
+    """A decision's inputs as names + float64 values (exact; a tenth of a dict's memory), the
+    names shared with the customer's previous pending decision when they are the same."""
+    keys = tuple(x)
+    if like is not None and not isinstance(like.x, dict) and like.x[0] == keys:
+        keys = like.x[0]
+    return keys, array("d", x.values())
+
+
+def example(model: str, x: dict[str, float], y: bool, ts: float, **extra: Any) -> Output:
+    return ("example", model, x, y, ts, extra)
+
+
+def on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
+    served = ev.get("offers", [])
+    deadlines = {o: ev["ts"] + ctx.reward_window(o) for o in served}
+    last = next(reversed(c.pending.values()), None)
+    c.pending[ev["decision_id"]] = Pending(ev["ts"], pack(ev.get("x", {}), last), deadlines,
+                                           ev.get("channel"))
+    out: list[Output] = []
+    while len(c.pending) > MAX_PENDING:  # a bound on state: the oldest is settled as ignored
+        out += settle(c, next(iter(c.pending)), ev["ts"], everything=True)
+    out += [("impression", "offer:" + o, False, ev["ts"]) for o in served]
+    out += [("impression", "offer:" + o, True, ev["ts"]) for o in ev.get("held_out", [])]
+    for o, control in [(o, False) for o in served] + [(o, True) for o in ev.get("held_out", [])]:
+        out += uplift.track(c.exposures, o, ev["ts"] + ctx.reward_window(o), control, ctx.category(o))
+    return out
+
+
+def on_feedback(c: Customer, ev: Event) -> list[Output]:
+    offer, outcome, did = ev["offer_id"], ev["outcome"], ev["decision_id"]
+    pend = c.pending.get(did)
+    accepted = outcome == "accepted"
+    value = float(ev.get("value", 0.0) or 0.0)
+    st = c.state
+    if pend is None and zlib.crc32(did.encode()) not in c.settled:  # made elsewhere
+        x = vectorize(st.features(), st.attributes, {"channel": ev.get("channel")})
+        return [example("offer:" + offer, x, accepted, ev["ts"]),
+                ("feedback", "offer:" + offer, outcome, value, False, ev["ts"], True)]
+    if pend is None or offer not in pend.deadlines:
+        # late (already counted as ignored), or an offer this decision did not serve
+        return [("feedback", "offer:" + offer, outcome, value, True, ev["ts"])]
+    del pend.deadlines[offer]
+    if not pend.deadlines:
+        _settled(c, did)
+    x = pend.inputs() or vectorize(st.features(), st.attributes)
+    return [example("offer:" + offer, x, accepted, ev["ts"]),
+            ("feedback", "offer:" + offer, outcome, value, False, ev["ts"])]
+
+
+def expire(c: Customer, now: float) -> list[Output]:
+    """Offers with no feedback within their reward window count as ignored (a negative)."""
+    out: list[Output] = []
+    for did in list(c.pending):
+        out += settle(c, did, now)
+    return out
+
+
+def settle(c: Customer, did: str, now: float, everything: bool = False) -> list[Output]:
+    """Offers of a pending decision past their deadline (or all of them) count as ignored."""
+    pend, out = c.pending[did], []
+    for offer, deadline in list(pend.deadlines.items()):
+        if deadline < now or everything:
+            del pend.deadlines[offer]
+            at = min(deadline, now)
+            out.append(example("offer:" + offer, pend.inputs(), False, at))
+            out.append(("feedback", "offer:" + offer, "ignored", 0.0, False, at))
+    if not pend.deadlines:
+        _settled(c, did)
+    return out
+
+
+def _settled(c: Customer, did: str) -> None:
+    del c.pending[did]
+    c.settled.append(zlib.crc32(did.encode()))
+    if len(c.settled) > MAX_SETTLED:
+        del c.settled[0]
