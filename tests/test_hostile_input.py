@@ -133,3 +133,24 @@ def test_a_lone_surrogate_in_a_decision_context_is_a_422(api: TestClient) -> Non
     for context in (b'{"\\ud800": 1}', b'{"page": "\\udfff"}', b'{"a": ["\\ud800"]}'):
         res = post(api, "/v1/decisions", b'{"customer_id": "c1", "context": ' + context + b"}")
         assert res.status_code == 422 and "context" in res.json()["error"]["message"], res.text
+
+
+@pytest.mark.parametrize("cid", ["ACME/42", "a/b/c", "Müller Ä?#7"])
+def test_any_customer_id_the_events_accept_can_be_read_served_and_erased(api: TestClient, flow,
+                                                                         cid: str) -> None:
+    """A slash in an id (sent as %2F) used to reach no route: 404 for the profile, the agent's
+    actions and erasure, for a customer whose events were accepted."""
+    from urllib.parse import quote
+
+    from tests.conftest import get_json
+
+    assert api.post("/v1/events", json=[ev("h1", "click", 1_767_225_600, cid)]).json()["accepted"] == 1
+    flow.drain()
+    path = "/v1/customers/" + quote(cid, safe="")
+    assert get_json(api, path)["customer_id"] == cid
+    assert get_json(api, path + "/next-best-action")["customer_id"] == cid
+    assert api.delete(path).status_code == 200
+    flow.drain()
+    assert api.get(path).status_code == 404
+    metrics = api.get("/metrics").text
+    assert 'route="/v1/customers/{customer_id}/next-best-action"' in metrics

@@ -15,6 +15,9 @@ from engine.value import at_horizon
 from engine.vector import vectorize
 
 router = APIRouter(tags=["customers"])
+# `:path`: a customer id may hold a slash (`ACME/42`, sent as `ACME%2F42`); the agent's route
+# is declared before the profile's, which would otherwise take `ACME/42/next-best-action` (so an
+# id that itself ends in `/next-best-action` reads as the agent's route)
 Horizon = Annotated[float, Query(gt=0, le=3650)]
 
 
@@ -40,21 +43,7 @@ async def load(st: Any, customer_id: str) -> tuple[dict[str, Any], float]:
     return doc, clock
 
 
-@router.get("/v1/customers/{customer_id}", summary="A customer's profile, features and scores")
-async def get_customer(customer_id: str, st: State, _: Agent,
-                       horizon_days: Horizon = 365.0) -> ORJSON:
-    doc, clock = await load(st, customer_id)
-    features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
-    alerts = await alerts_store.query(st.redis, customer_id=customer_id, status="open", limit=20)
-    return ORJSON({
-        "customer_id": customer_id, "attributes": doc.get("a", {}), "owner": doc.get("o"),
-        "features": features, "scores": live_scores(st, doc, features, horizon_days, clock),
-        "consent": doc.get("c", {}), "alerts": alerts, "anonymous_ids": doc.get("ids", []),
-        "recent": list(reversed(doc.get("r", []))), "updated_at": doc.get("t"), "clock": clock,
-    })
-
-
-@router.get("/v1/customers/{customer_id}/next-best-action",
+@router.get("/v1/customers/{customer_id:path}/next-best-action",
             summary="Actions for an agent talking to the customer now")
 async def next_best_action(customer_id: str, st: State, _: Agent, channel: str = "call_center",
                            limit: Annotated[int, Query(ge=1, le=20)] = 3) -> ORJSON:
@@ -82,7 +71,21 @@ async def next_best_action(customer_id: str, st: State, _: Agent, channel: str =
                            "actions": actions, "summary": summary, "explored": out["explored"]})
 
 
-@router.delete("/v1/customers/{customer_id}", summary="Erase everything held about a customer")
+@router.get("/v1/customers/{customer_id:path}", summary="A customer's profile, features and scores")
+async def get_customer(customer_id: str, st: State, _: Agent,
+                       horizon_days: Horizon = 365.0) -> ORJSON:
+    doc, clock = await load(st, customer_id)
+    features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
+    alerts = await alerts_store.query(st.redis, customer_id=customer_id, status="open", limit=20)
+    return ORJSON({
+        "customer_id": customer_id, "attributes": doc.get("a", {}), "owner": doc.get("o"),
+        "features": features, "scores": live_scores(st, doc, features, horizon_days, clock),
+        "consent": doc.get("c", {}), "alerts": alerts, "anonymous_ids": doc.get("ids", []),
+        "recent": list(reversed(doc.get("r", []))), "updated_at": doc.get("t"), "clock": clock,
+    })
+
+
+@router.delete("/v1/customers/{customer_id:path}", summary="Erase everything held about a customer")
 async def erase(customer_id: str, st: State, _: Admin) -> ORJSON:
     doc, clock, _ = await profiles.fetch(st, customer_id)
     return ORJSON(await erasure.erase(st, customer_id, doc, profiles.now_of(clock)))
