@@ -41,13 +41,29 @@ class ClippedMaxAbsScaler(preprocessing.MaxAbsScaler):
     {'a': 0.5, 'b': 1.0, 'new': 0.0}
     """
 
+    _maxima: dict[str, float] | None = None  # abs_max's values, kept in step by learn_one
+
+    def learn_one(self, x: Vector) -> None:  # type: ignore[override]
+        super().learn_one(x)
+        if self._maxima is not None:
+            abs_max, maxima = self.abs_max, self._maxima
+            for i in x:
+                maxima[i] = abs_max[i].get()
+
     def transform_one(self, x: Vector) -> Vector:  # type: ignore[override]
-        abs_max, out = self.abs_max, {}
+        maxima = self._maxima
+        if maxima is None:  # a plain dict: River's statistic objects cost a call per feature
+            maxima = self._maxima = {i: s.get() for i, s in self.abs_max.items()}
+        out = {}
         for i, xi in x.items():
-            stat = abs_max.get(i)
-            m = stat.get() if stat is not None else 0.0
+            m = maxima.get(i)
             out[i] = (xi / m if -m <= xi <= m else (1.0 if xi > 0 else -1.0)) if m else 0.0
         return out
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_maxima", None)  # rebuilt on first use
+        return state
 
 
 def clipped(pipeline: Any) -> Any:
