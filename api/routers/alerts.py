@@ -15,9 +15,12 @@ from api.deps import Sales, State
 from api.errors import ApiError
 from api.responses import ORJSON
 from engine import store
+from engine.alerts import SEVERITIES
 from engine.events import to_ts
 
 router = APIRouter(tags=["alerts"])
+STATUSES = ("open", "acked")  # an alert is open until POST /v1/alerts/{id}/ack
+STATUS_ALIASES = {"acknowledged": "acked", "handled": "acked"}
 
 
 def _filters(owner: str | None, type: str | None, customer_id: str | None,
@@ -27,6 +30,13 @@ def _filters(owner: str | None, type: str | None, customer_id: str | None,
             if since else None
     except ValueError as exc:
         raise ApiError(422, "invalid_request", f"since: {exc}") from None
+    status = STATUS_ALIASES.get(status or "", status)
+    if status is not None and status not in STATUSES:
+        raise ApiError(422, "invalid_request",
+                       f"status: {status[:40]!r} is not one of {', '.join(STATUSES)}")
+    if severity is not None and severity not in SEVERITIES:
+        raise ApiError(422, "invalid_request",
+                       f"severity: {severity[:40]!r} is not one of {', '.join(SEVERITIES)}")
     return {"owner": owner, "type": type, "customer_id": customer_id, "since": since_ts,
             "status": status, "severity": severity}
 
