@@ -112,6 +112,8 @@ def candidates(
             rejected[offer.id] = f"{failing[offer.id]} condition false"
         else:
             keep.append(offer)
+    for offer_id in (wanted or set()) - catalog.by_id.keys():  # a typo, or an offer retired
+        rejected[offer_id] = "not in the catalog"
     return keep, rejected
 
 

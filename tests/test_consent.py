@@ -93,6 +93,7 @@ def test_consent_by_channel_and_personalization_through_the_api(api, flow, setti
 
     d = served()  # gold_card: a marketing offer for customers who spent 100 or more
     assert [o["offer_id"] for o in d["offers"]] == ["gold_card"] and d["personalised"] is True
+    assert served(offers=["gold_crad"])["excluded"] == {"not in the catalog": 1}
 
     # withdrawn for e-mail only: still offered by the agent, not by e-mail
     api.post("/v1/events", json=[ev("cz-c2", "consent", T0 + 60, cid, purpose="marketing",
