@@ -14,7 +14,7 @@ import time
 import httpx
 
 from config import Settings
-from nextbest.redis_server import RedisServer, free_port
+from nextbest.redis_server import RedisServer, die_with_parent, free_port
 
 ALL_ROLES = ["admin", "ingest", "decide", "agent", "sales"]
 
@@ -47,7 +47,8 @@ class Engine:
         s.data_dir.mkdir(parents=True, exist_ok=True)
         if not s.redis_url:
             port = int(os.environ.get("NEXTBEST_REDIS_PORT", 0)) or free_port()
-            self.redis = RedisServer(s.data_dir / "redis", port=port).start()
+            self.redis = RedisServer(s.data_dir / "redis", port=port, appendfsync=s.redis_fsync,
+                                     tied=True).start()
             s.redis_url = self.redis.url
             (s.data_dir / "redis.url").write_text(s.redis_url)
         if not s.api_keys:
@@ -67,7 +68,8 @@ class Engine:
         log = open(self.settings.data_dir / f"{name}.log", "ab")  # noqa: SIM115
         self.procs[name] = subprocess.Popen(
             [sys.executable, *args], env=env, stdout=log if self.quiet else None,
-            stderr=subprocess.STDOUT if self.quiet else None, start_new_session=True)
+            stderr=subprocess.STDOUT if self.quiet else None, start_new_session=True,
+            preexec_fn=die_with_parent)  # none outlives a `nextbest up` killed outright
 
     def start_flow(self, name: str = "flow", extra: list[str] | None = None) -> None:
         """The flow; with `flow_processes` > 1, a bytewax cluster of that many local processes

@@ -12,11 +12,14 @@ import contextlib
 import importlib.util
 import os
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
@@ -36,6 +39,26 @@ def find_binary() -> str:
     if found:
         return found
     raise RedisNotFound("no redis-server: install the project (pip install .) or put one on PATH")
+
+
+def _libc() -> Any:
+    try:
+        import ctypes
+
+        return ctypes.CDLL(None, use_errno=True)
+    except (ImportError, OSError):
+        return None
+
+
+_LIBC = _libc() if sys.platform.startswith("linux") else None  # loaded before any fork
+
+
+def die_with_parent() -> None:
+    """`preexec_fn` of a child: SIGTERM when the process that started it dies (Linux's
+    PR_SET_PDEATHSIG), so a `nextbest up` killed with SIGKILL leaves no Redis, flow or API
+    running behind it. Only an async-signal-safe call between fork and exec; elsewhere nothing."""
+    if _LIBC is not None:
+        _LIBC.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def free_port() -> int:
@@ -77,10 +100,12 @@ class RedisServer:
         port: int | None = None,
         appendfsync: str = "everysec",
         extra: list[str] | None = None,
+        tied: bool = False,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.appendfsync = appendfsync
+        self.tied = tied  # stops when the thread that started it exits (`die_with_parent`)
         self.extra = extra or []
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -96,7 +121,8 @@ class RedisServer:
             "--appendfsync", self.appendfsync, "--save", "", "--protected-mode", "yes",
             "--logfile", "redis.log", *self.extra,
         ]
-        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                     preexec_fn=die_with_parent if self.tied else None)
         if hasattr(os, "SCHED_IDLE"):
             threading.Thread(target=_background_idle, args=(self.proc,), daemon=True,
                              name="redis-background-idle").start()

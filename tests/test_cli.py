@@ -13,6 +13,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 from rich.console import Console
 
 from nextbest.redis_server import free_port
@@ -54,7 +55,8 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
     port = free_port()
     keys = json.dumps({"k-admin": ["admin", "ingest", "decide", "agent", "sales"]})
     proc = subprocess.Popen([*NEXTBEST, "up"], env=env(tmp_path, NEXTBEST_API_PORT=str(port),
-                                                        NEXTBEST_API_KEYS=keys),
+                                                        NEXTBEST_API_KEYS=keys,
+                                                        NEXTBEST_REDIS_FSYNC="always"),
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         url = f"http://127.0.0.1:{port}"
@@ -75,6 +77,8 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
                 break
             time.sleep(0.1)
         assert httpx.get(url + "/v1/customers/u", headers=h).json()["features"]["click_count_1h"] == 1
+        embedded = redis.Redis.from_url((tmp_path / "redis.url").read_text())
+        assert embedded.config_get("appendfsync") == {"appendfsync": "always"}
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -130,3 +134,31 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "API docs: http://127.0.0.1:" in res.stdout and "API key (all roles)" in res.stdout
     assert "acceptance" in res.stdout and "vs random" in res.stdout
+
+
+def test_nothing_outlives_an_up_killed_outright(tmp_path: Path) -> None:
+    """SIGKILL leaves `nextbest up` no chance to stop its children: Redis, the flow, the API
+    and the webhooks worker stop on their own (Linux's parent-death signal)."""
+    import psutil
+
+    port = free_port()
+    proc = subprocess.Popen([*NEXTBEST, "up"], env=env(tmp_path, NEXTBEST_API_PORT=str(port)),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        children = psutil.Process(proc.pid).children(recursive=True)
+        assert len(children) >= 4, children  # Redis, webhooks, flow, API
+    finally:
+        proc.kill()
+        proc.wait()
+    gone, alive = psutil.wait_procs(children, timeout=20)
+    for p in alive:
+        p.kill()
+    assert not alive, [p.pid for p in alive]
