@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import orjson
 import pytest
 import redis
 from fastapi.testclient import TestClient
@@ -154,3 +155,17 @@ def test_any_customer_id_the_events_accept_can_be_read_served_and_erased(api: Te
     assert api.get(path).status_code == 404
     metrics = api.get("/metrics").text
     assert 'route="/v1/customers/{customer_id}/next-best-action"' in metrics
+
+
+def test_a_json_lines_body_is_taken_line_by_line(api: TestClient, r: redis.Redis) -> None:
+    """`curl --data-binary @events.jsonl`: each line an event; a line that is not JSON is
+    rejected with its index and dead-lettered, its neighbours accepted."""
+    lines = [orjson.dumps(ev(f"jl{i}", "click", 1_767_225_600 + i, "jl")) for i in range(3)]
+    body = b"\r\n".join([lines[0], lines[1], b'{"event_id": "jl-broken", ', b"", lines[2]]) + b"\n"
+    res = post(api, "/v1/events", body)
+    assert res.status_code == 202, res.text
+    out = res.json()
+    assert out["accepted"] == 3 and [x["index"] for x in out["rejected"]] == [2]
+    assert out["rejected"][0]["error"].startswith("not JSON")
+    assert any(f[b"raw"].startswith(b'{"event_id": "jl-broken"') for f in dead_letters(r))
+    assert post(api, "/v1/events", b"not json\nat all").status_code == 400  # no line is JSON
