@@ -169,3 +169,18 @@ def test_a_json_lines_body_is_taken_line_by_line(api: TestClient, r: redis.Redis
     assert out["rejected"][0]["error"].startswith("not JSON")
     assert any(f[b"raw"].startswith(b'{"event_id": "jl-broken"') for f in dead_letters(r))
     assert post(api, "/v1/events", b"not json\nat all").status_code == 400  # no line is JSON
+
+
+def test_feedback_is_read_as_json_whatever_its_content_type(api: TestClient) -> None:
+    """`curl -d '{...}'` sends a form's Content-Type: decisions and events took it, feedback
+    answered 'Input should be a valid dictionary' without naming a field."""
+    did = api.post("/v1/decisions", json={"customer_id": "fb-ct", "channel": "web"}).json()["decision_id"]
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    ok = api.post(f"/v1/decisions/{did}/feedback", headers=form,
+                  content=b'{"offer_id": "gold_card", "outcome": "rejected"}')
+    assert ok.status_code == 202, ok.text
+    bad = api.post(f"/v1/decisions/{did}/feedback", headers=form,
+                   content=b'{"offer_id": "gold_card", "outcome": "maybe"}')
+    assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("outcome:")
+    schema = api.get("/openapi.json").json()["paths"]["/v1/decisions/{decision_id}/feedback"]["post"]
+    assert "outcome" in schema["requestBody"]["content"]["application/json"]["schema"]["properties"]

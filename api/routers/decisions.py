@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import APIRouter
+from fastapi import Request as HttpRequest
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 
 from api import ingest, metrics, profiles
@@ -156,8 +157,16 @@ def _errors(exc: ValidationError, raw: bytes) -> list[Any]:
 
 
 @router.post("/v1/decisions/{decision_id}/feedback", status_code=202,
-             summary="Record a customer's response to a decision")
-async def post_feedback(decision_id: str, body: FeedbackIn, st: State, _: Decide) -> ORJSON:
+             summary="Record a customer's response to a decision",
+             openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": FeedbackIn.model_json_schema()}}}})
+async def post_feedback(decision_id: str, request: HttpRequest, st: State, _: Decide) -> ORJSON:
+    # read as JSON whatever the Content-Type says, as decisions and events are (`curl -d`
+    # sends a form's type: FastAPI would answer "a valid dictionary" without naming a field)
+    try:
+        body = FeedbackIn.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise invalid(exc.errors(include_url=False), prefix=("body",)) from None
     raw = await st.redis.get(store.decision(decision_id))
     if raw is None:
         raise ApiError(404, "not_found", f"decision {decision_id!r} is unknown or expired")
