@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--port", type=int, default=None)
     up.set_defaults(fn=cmd_up)
     rp = sub.add_parser("replay", help="feed a JSON Lines file of events through the engine")
-    rp.add_argument("file")
+    rp.add_argument("file", help="JSON Lines, gzipped or not; - for standard input")
     rp.add_argument("--no-wait", dest="wait", action="store_false",
                     help="return once ingested, without waiting for the flow")
     rp.set_defaults(fn=cmd_replay)

@@ -1,5 +1,8 @@
 """`nextbest replay FILE.jsonl`: feed a file through the same path as live traffic.
 
+The file may be gzipped (`events.jsonl.gz`, as public data sets come), or `-` for standard
+input (`convert.py | nextbest replay -`).
+
 Each line is validated like `POST /v1/events`; good events are appended to the partition
 streams by the same script (so duplicates are dropped by event id), bad lines go to the
 dead-letter stream with their line number and reason. If no engine is running from this data
@@ -9,8 +12,13 @@ to finish.
 
 from __future__ import annotations
 
+import gzip
+import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
@@ -45,6 +53,23 @@ def _flush(client: connect.Sync, sha: str, settings: Settings,
     return sum(int(x) for x in res[: len(good)])
 
 
+@contextmanager
+def _lines(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes] | None, int | None]]:
+    """(lines, the raw file whose position is the progress, its size): gzip by its magic
+    bytes; standard input for `-` (no size: the bar counts bytes)."""
+    if str(path) == "-":
+        yield sys.stdin.buffer, None, None
+        return
+    with path.open("rb") as raw:
+        if raw.read(2) == b"\x1f\x8b":
+            raw.seek(0)
+            with gzip.open(raw) as fh:
+                yield fh, raw, path.stat().st_size
+            return
+        raw.seek(0)
+        yield raw, None, path.stat().st_size
+
+
 def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, int]:
     """Validate and append every line; returns (accepted, duplicates, rejected)."""
     client = connect.client(str(settings.redis_url))
@@ -53,10 +78,14 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
     good: list[dict[str, object]] = []
     bad: list[tuple[bytes, str]] = []
     columns = (TextColumn("[bold]replay"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=console, transient=False) as progress, path.open("rb") as fh:
-        task = progress.add_task("replay", total=path.stat().st_size)
+    with Progress(*columns, console=console, transient=False) as progress, \
+            _lines(path) as (fh, compressed, size):
+        task = progress.add_task("replay", total=size)
         for lineno, line in enumerate(fh, 1):
-            progress.advance(task, len(line))
+            if compressed is None:
+                progress.advance(task, len(line))
+            elif lineno % 1000 == 0:
+                progress.update(task, completed=compressed.tell())
             if lineno == 1:  # a file saved with a byte-order mark
                 line = line.removeprefix(BOM)
             if not line.strip():
@@ -97,7 +126,7 @@ def wait_drained(settings: Settings, console: Console, timeout: float = 3600.0) 
 
 def replay(settings: Settings, file: str, wait: bool, console: Console) -> int:
     path = Path(file)
-    if not path.exists():
+    if file != "-" and not path.exists():
         console.print(f"[red]no such file: {file}[/]")
         return 2
     engine = None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import signal
@@ -47,6 +48,20 @@ def test_replay_starts_what_it_needs_and_waits_for_the_flow(tmp_path: Path) -> N
     none = subprocess.run([*NEXTBEST, "deadletter", "list"], env=env(tmp_path / "empty"),
                           capture_output=True, text=True, timeout=60)
     assert none.returncode == 2 and "no engine data" in none.stdout
+    # a gzipped file, as public data sets come, and standard input: the same events again are
+    # all duplicates, new ones accepted
+    gz = tmp_path / "events.jsonl.gz"
+    more = [json.dumps({"event_id": f"z{i}", "type": "click", "ts": 1_767_225_600 + i,
+                        "customer_id": "z"}) for i in range(50)]
+    gz.write_bytes(gzip.compress("\n".join(lines[:100] + more).encode()))
+    res = subprocess.run([*NEXTBEST, "replay", str(gz)], env=env(tmp_path), capture_output=True,
+                         text=True, timeout=120)
+    assert "accepted 50, duplicates 100, dead-lettered 0" in res.stdout, res.stdout + res.stderr
+    piped = "\n".join(more + [json.dumps({"event_id": "p1", "type": "click", "ts": 1_767_225_600,
+                                          "customer_id": "z"})])
+    res = subprocess.run([*NEXTBEST, "replay", "-"], env=env(tmp_path), input=piped,
+                         capture_output=True, text=True, timeout=120)
+    assert "accepted 1, duplicates 50, dead-lettered 0" in res.stdout, res.stdout + res.stderr
 
 
 def test_up_serves_until_interrupted(tmp_path: Path) -> None:
