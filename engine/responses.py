@@ -60,6 +60,8 @@ def example(model: str, x: dict[str, float], y: bool, ts: float, **extra: Any) -
 def on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
     served = ev.get("offers", [])
     deadlines = {o: ev["ts"] + ctx.reward_window(o) for o in served}
+    if zlib.crc32(ev["decision_id"].encode()) in c.settled:
+        deadlines = {}  # answered before its record arrived (feedback from Kafka overtook it)
     last = next(reversed(c.pending.values()), None)
     c.pending[ev["decision_id"]] = Pending(ev["ts"], pack(ev.get("x", {}), last), deadlines,
                                            ev.get("channel"))
@@ -80,6 +82,7 @@ def on_feedback(c: Customer, ev: Event) -> list[Output]:
     value = float(ev.get("value", 0.0) or 0.0)
     st = c.state
     if pend is None and zlib.crc32(did.encode()) not in c.settled:  # made elsewhere
+        _remember(c, did)  # its record, should it come after all, waits for no answer
         x = vectorize(st.features(), st.attributes, {"channel": ev.get("channel")})
         return [example("offer:" + offer, x, accepted, ev["ts"]),
                 ("feedback", "offer:" + offer, outcome, value, False, ev["ts"], True)]
@@ -118,6 +121,10 @@ def settle(c: Customer, did: str, now: float, everything: bool = False) -> list[
 
 def _settled(c: Customer, did: str) -> None:
     del c.pending[did]
+    _remember(c, did)
+
+
+def _remember(c: Customer, did: str) -> None:
     c.settled.append(zlib.crc32(did.encode()))
     if len(c.settled) > MAX_SETTLED:
         del c.settled[0]

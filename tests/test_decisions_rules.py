@@ -197,6 +197,14 @@ def test_an_answer_to_an_offer_made_elsewhere_is_learned_and_counted_apart() -> 
     assert perf["external_feedback"] == {"responses": 1, "accepted": 1, "revenue": 30.0}
     assert (perf["accepted"], perf["late_feedback"], perf["impressions"]) == (0, 0, 0)
     assert state.model.examples == 1
+    # an answer that overtook its decision's record (Kafka beside the streams): the record,
+    # arriving after, waits for no answer, so it is not learned again as ignored
+    c, out = process_batch(c, [ev("fk", "feedback", T0 + DAY, "c1", decision_id="D9",
+                                  offer_id="a", outcome="accepted")], ctx)
+    c, out = process_batch(c, [ev("d9", "decision", T0 + DAY, "c1", decision_id="D9",
+                                  offers=["a"], x={"k": 1.0}),
+                               ev("later", "click", T0 + 5 * DAY, "c1")], ctx)
+    assert [o for o in out if o[0] == "example"] == [] and c is not None and not c.pending
 
 
 def test_ignored_is_counted_by_the_offer_stats() -> None:
