@@ -38,23 +38,27 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.port:
         settings.api_port = args.port
-    with Engine(settings, quiet=False) as engine:
-        console.print(f"[bold]nextbest[/] is up: {engine.api_url}/docs  console: "
-                      f"{engine.api_url}/console  (Redis {settings.redis_url})")
-        if engine.admin_key:
-            console.print(f"No NEXTBEST_API_KEYS set: generated an all-roles key for this run: "
-                          f"[bold]{engine.admin_key}[/]")
-        stop = []
-        signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
-        try:
-            while not stop:
+    def terminate(*_: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the stop runs to its end
+        raise KeyboardInterrupt
+
+    # from the start: a SIGTERM while the engine starts (a supervisor's stop) stops what started
+    signal.signal(signal.SIGTERM, terminate)
+    try:
+        with Engine(settings, quiet=False) as engine:
+            console.print(f"[bold]nextbest[/] is up: {engine.api_url}/docs  console: "
+                          f"{engine.api_url}/console  (Redis {settings.redis_url})")
+            if engine.admin_key:
+                console.print(f"No NEXTBEST_API_KEYS set: generated an all-roles key for this "
+                              f"run: [bold]{engine.admin_key}[/]")
+            while True:
                 for name, proc in engine.procs.items():
                     if proc.poll() is not None:
                         console.print(f"[red]{name} exited with {proc.returncode}[/]")
                         return 1
                 time.sleep(0.5)
-        except KeyboardInterrupt:
-            pass
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

@@ -151,6 +151,22 @@ def test_demo_runs_and_reports(tmp_path: Path) -> None:
     assert "acceptance" in res.stdout and "vs random" in res.stdout
 
 
+def still_running(procs: list[Any], timeout: float) -> list[Any]:
+    """Those of `procs` still running after up to `timeout` s; a zombie has exited (an orphan's
+    new parent, this container's PID 1, may not reap it)."""
+    import psutil
+
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    out = []
+    for p in alive:
+        try:
+            if p.status() != psutil.STATUS_ZOMBIE:
+                out.append(p)
+        except psutil.NoSuchProcess:
+            pass
+    return out
+
+
 def test_nothing_outlives_an_up_killed_outright(tmp_path: Path) -> None:
     """SIGKILL leaves `nextbest up` no chance to stop its children: Redis, the flow, the API
     and the webhooks worker stop on their own (Linux's parent-death signal)."""
@@ -173,7 +189,23 @@ def test_nothing_outlives_an_up_killed_outright(tmp_path: Path) -> None:
     finally:
         proc.kill()
         proc.wait()
-    gone, alive = psutil.wait_procs(children, timeout=20)
+    alive = still_running(children, timeout=20)
     for p in alive:
         p.kill()
-    assert not alive, [p.pid for p in alive]
+    assert not alive, alive
+
+
+def test_a_sigterm_while_starting_stops_what_started(tmp_path: Path) -> None:
+    """A supervisor's stop while the engine is still starting: up exits cleanly (0), with no
+    child left behind (it used to die by the signal, its handler not yet installed)."""
+    import psutil
+
+    proc = subprocess.Popen([*NEXTBEST, "up"], env=env(tmp_path, NEXTBEST_API_PORT=str(free_port())),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "redis.url").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)  # Redis is up; the flow and the API are starting
+    children = psutil.Process(proc.pid).children(recursive=True)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=40) == 0
+    assert not still_running(children, timeout=10)
