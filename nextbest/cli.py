@@ -38,9 +38,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.port:
         settings.api_port = args.port
+    stopping: list[int] = []
+
     def terminate(*_: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one is enough: the stop runs to its end
-        raise KeyboardInterrupt
+        stopping.append(1)
+        if len(stopping) == 1:  # a second one lets the stop run to its end
+            # may be swallowed: raised inside an at-fork callback of `logging` while a child
+            # starts, it is only printed; the start then completes and the loop sees `stopping`.
+            # (Not SIG_IGN: the children started after it would inherit it and ignore SIGTERM.)
+            raise KeyboardInterrupt
 
     # from the start: a SIGTERM while the engine starts (a supervisor's stop) stops what started
     signal.signal(signal.SIGTERM, terminate)
@@ -51,7 +57,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if engine.admin_key:
                 console.print(f"No NEXTBEST_API_KEYS set: generated an all-roles key for this "
                               f"run: [bold]{engine.admin_key}[/]")
-            while True:
+            while not stopping:
                 for name, proc in engine.procs.items():
                     if proc.poll() is not None:
                         console.print(f"[red]{name} exited with {proc.returncode}[/]")
