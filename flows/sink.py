@@ -200,7 +200,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             except redis.RedisError:
                 pass  # Redis is away: the next round tries again
             except Exception:  # noqa: BLE001 - a timer that dies would stop every silence alert
-                LOG.exception("silence sweep failed; trying again in %.0f s", SWEEP_WALL_S)
+                if not self.stopping.is_set():  # not the client closed under it at shutdown
+                    LOG.exception("silence sweep failed; trying again in %.0f s", SWEEP_WALL_S)
 
     def sweep(self, clock: float) -> None:
         """Tick the customers whose silence became abnormal by `clock` (event time): the tick
