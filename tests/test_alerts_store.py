@@ -59,6 +59,7 @@ def test_ack_by_id_and_status_filter(api, redis_url):
     assert [a["alert_id"] for a in listed(api, status="acked")] == ["al-2"]
     assert [a["alert_id"] for a in listed(api, type="model_drift")] == ["al-3"]
     assert [a["alert_id"] for a in listed(api, status="acknowledged")] == ["al-2"]  # an alias
+    assert [a["alert_id"] for a in listed(api, status="all")] == ["al-3", "al-2", "al-1"]
     for bad in ({"status": "closed"}, {"severity": "urgent"}):  # not an empty list: a 422
         res = api.get("/v1/alerts", params=bad)
         assert res.status_code == 422 and "is not one of" in res.json()["error"]["message"]

@@ -31,9 +31,11 @@ def _filters(owner: str | None, type: str | None, customer_id: str | None,
     except ValueError as exc:
         raise ApiError(422, "invalid_request", f"since: {exc}") from None
     status = STATUS_ALIASES.get(status or "", status)
+    if status in ("all", "any"):
+        status = None
     if status is not None and status not in STATUSES:
         raise ApiError(422, "invalid_request",
-                       f"status: {status[:40]!r} is not one of {', '.join(STATUSES)}")
+                       f"status: {status[:40]!r} is not one of {', '.join(STATUSES)} (or all)")
     if severity is not None and severity not in SEVERITIES:
         raise ApiError(422, "invalid_request",
                        f"severity: {severity[:40]!r} is not one of {', '.join(SEVERITIES)}")
