@@ -56,7 +56,7 @@ def answer(state: Any, body: bytes) -> bytes:
         "decision_id": "fallback-" + secrets.token_urlsafe(9),
         "customer_id": req.get("customer_id") or req.get("anonymous_id"),
         "offers": default_offers(state.catalog.catalog, channel, min(max(limit, 1), 50)),
-        "explored": False, "fallback": True,
+        "explored": False, "fallback": True, "personalized": False,
         "reason": "the data store is unavailable: default offers from the catalog, not personalised",
     })
 

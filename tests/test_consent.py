@@ -92,7 +92,7 @@ def test_consent_by_channel_and_personalization_through_the_api(api, flow, setti
         return api.post("/v1/decisions", json={**body, **over}).json()
 
     d = served()  # gold_card: a marketing offer for customers who spent 100 or more
-    assert [o["offer_id"] for o in d["offers"]] == ["gold_card"] and d["personalised"] is True
+    assert [o["offer_id"] for o in d["offers"]] == ["gold_card"] and d["personalized"] is True
     assert served(offers=["gold_crad"])["excluded"] == {"not in the catalog": 1}
 
     # withdrawn for e-mail only: still offered by the agent, not by e-mail
@@ -109,7 +109,7 @@ def test_consent_by_channel_and_personalization_through_the_api(api, flow, setti
                                     granted=False)])
     for _ in range(2):
         d = served(offers=None, limit=5)
-        assert d["personalised"] is False and "gold_card" not in {o["offer_id"] for o in d["offers"]}
+        assert d["personalized"] is False and "gold_card" not in {o["offer_id"] for o in d["offers"]}
         assert all(any("not personalised" in r for r in o["reasons"]) for o in d["offers"])
         flow.drain()
 
@@ -120,7 +120,7 @@ def test_consent_by_channel_and_personalization_through_the_api(api, flow, setti
                                     granted=True)])
     flow.drain()
     d = served(offers=None, limit=5)
-    assert d["personalised"] is True and all(o["kind"] != "offer" for o in d["offers"])
+    assert d["personalized"] is True and all(o["kind"] != "offer" for o in d["offers"])
     profile = get_json(api, f"/v1/customers/{cid}")
     assert profile["consent"] == {"marketing": False, "personalization": True}
 
@@ -141,5 +141,5 @@ def test_a_visitors_consent_can_come_with_the_request(api, flow, settings) -> No
     assert "offer" not in kinds()
     assert "offer" in kinds(context={"consent": {"marketing": True}})
     d = api.post("/v1/decisions", json={**body, "context": {"consent": {"personalization": False}}})
-    assert d.json()["personalised"] is False
+    assert d.json()["personalized"] is False
     assert "offer" not in kinds(customer_id="withdrawn", context={"consent": {"marketing": True}})

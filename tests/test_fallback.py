@@ -37,7 +37,7 @@ def test_decisions_fall_back_and_recover(tmp_path: Path, lean: bool) -> None:
             assert "fallback" not in normal
             server.kill()
             first, _ = timed(api, BODY)
-            assert first["fallback"] is True and first["offers"]
+            assert first["fallback"] is True and first["offers"] and first["personalized"] is False
             assert all(o["kind"] != "offer" for o in first["offers"])  # no consent known: no marketing
             assert "unavailable" in first["offers"][0]["reasons"][0]
             times = [timed(api, BODY)[1] for _ in range(50)]

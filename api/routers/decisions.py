@@ -118,7 +118,7 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     metrics.DECISIONS.labels(body.channel or "none", str(d.explored).lower()).inc()
     metrics.DECISION_PATHS.labels(path).inc()
     out = {"decision_id": did, "customer_id": cid, "offers": _offers(d), "explored": d.explored,
-           "probability": round(d.probability, 6), "held_out": d.held_out, "personalised": personal,
+           "probability": round(d.probability, 6), "held_out": d.held_out, "personalized": personal,
            "excluded": dict(Counter(d.rejected.values()))}  # why the other offers were not candidates
     return out, d
 
