@@ -49,7 +49,7 @@ class Timing:
             await self.app(scope, receive, send_wrapper)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched").replace(":path}", "}")  # a stable label
+            path = getattr(route, "path_format", "unmatched")  # without converters (`:path`)
             metrics.REQUESTS.labels(path, str(status[0])).observe(time.perf_counter() - start)
 
 

@@ -20,10 +20,10 @@ customer's next event rewrites the profile: the profile does not hold the window
 
 from __future__ import annotations
 
-from math import exp, log
+from math import exp
 
 from engine.cart import HORIZON
-from engine.features import INTEREST_HALF_LIFE
+from engine.features import INTEREST_RATE
 from engine.featureset import DAY, FEATURES, expand
 from engine.sessions import GAP
 from engine.types import Features
@@ -40,7 +40,7 @@ def age(stored: Features, gap: float) -> Features:
     """The full features of a stored profile (`featureset.compact`), `gap` seconds on."""
     if gap <= 0:
         return expand(stored)
-    days, decay = gap / DAY, exp(-gap * log(2) / INTEREST_HALF_LIFE)
+    days, decay = gap / DAY, exp(INTEREST_RATE * gap)
     out: Features = {}
     for name, value in stored.items():
         if name.startswith("days_since_") or name == "tenure_days":

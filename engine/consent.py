@@ -73,15 +73,15 @@ def effective(values: dict[str, bool], purpose: str, channel: str | None) -> boo
     return values.get(purpose)
 
 
-def asked(values: dict[str, bool], purpose: str, channel: str | None,
+def for_decision(values: dict[str, bool], purpose: str, channel: str | None,
           context: dict[str, Any]) -> bool | None:
     """`effective`, or else what the request's `context.consent` says (the website's cookie
     banner, for visitors who never sent a consent event: anonymous ones cannot). A record of the
     customer's own always wins over the request.
 
-    >>> asked({}, "marketing", "web", {"consent": {"marketing": True}})
+    >>> for_decision({}, "marketing", "web", {"consent": {"marketing": True}})
     True
-    >>> asked({"marketing": False}, "marketing", "web", {"consent": {"marketing": True}})
+    >>> for_decision({"marketing": False}, "marketing", "web", {"consent": {"marketing": True}})
     False
     """
     mine = effective(values, purpose, channel)

@@ -95,7 +95,7 @@ def candidates(
 ) -> tuple[list[Offer], dict[str, str]]:
     """Offers that may be shown, and why each other one may not."""
     data = rule_data(profile, request)
-    marketing_ok = consent.asked(profile.consent, "marketing", request.channel, request.context) is True
+    marketing_ok = consent.for_decision(profile.consent, "marketing", request.channel, request.context) is True
     wanted = set(request.offers) if request.offers is not None else None
     keep, rejected = [], dict(blocked or {})
     failing = catalog.failing(data)

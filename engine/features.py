@@ -61,7 +61,7 @@ COMPLAINT_REASONS = frozenset({"complaint", "cancel_request"})
 OPEN_OUTCOMES = frozenset({"unresolved", "escalated", "callback"})
 _INTEREST_WEIGHT = {"product_view": 1.0, "page_view": 0.5, "search": 1.0, "add_to_cart": 3.0,
                     "checkout": 2.0, "offer_view": 0.5, "remove_from_cart": -1.0}
-_INTEREST_RATE = -log(2) / INTEREST_HALF_LIFE
+INTEREST_RATE = -log(2) / INTEREST_HALF_LIFE  # per second (`engine.aging` decays by it too)
 _WKEYS = {m: [(f"{m}_count_{w}", f"{m}_amount_{w}" if m in AMOUNTS else None) for w in WINDOWS]
           for m in MEASURES}
 _RECENT_FIELDS = ("type", "ts", "action", "category", "product_id", "reason", "outcome", "kind",
@@ -303,7 +303,7 @@ class CustomerState:
         interest = {}
         for cat, d in self.interest.items():  # Decayed.value inlined: one per category
             dt = now - d.ref
-            if value := round(d.total * exp(_INTEREST_RATE * dt) if dt > 0 else d.total, 4):
+            if value := round(d.total * exp(INTEREST_RATE * dt) if dt > 0 else d.total, 4):
                 out["interest_" + cat] = interest[cat] = value
         return out, interest
 

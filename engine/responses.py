@@ -32,7 +32,7 @@ MAX_SETTLED = 64  # settled decisions remembered per customer, to tell a late an
 @dataclass
 class Pending:
     ts: float
-    x: tuple[tuple[str, ...], array] | dict[str, float]  # packed (`pack`); a dict in old snapshots
+    x: tuple[tuple[str, ...], array] | dict[str, float]  # packed (`_pack`); a dict in old snapshots
     deadlines: dict[str, float]
     channel: str | None = None
 
@@ -44,7 +44,7 @@ class Pending:
         return dict(zip(keys, values))
 
 
-def pack(x: dict[str, float], like: Pending | None) -> tuple[tuple[str, ...], array]:
+def _pack(x: dict[str, float], like: Pending | None) -> tuple[tuple[str, ...], array]:
     """A decision's inputs as names + float64 values (exact; a tenth of a dict's memory), the
     names shared with the customer's previous pending decision when they are the same."""
     keys = tuple(x)
@@ -60,14 +60,14 @@ def example(model: str, x: dict[str, float], y: bool, ts: float, **extra: Any) -
 def on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
     served = ev.get("offers", [])
     deadlines = {o: ev["ts"] + ctx.reward_window(o) for o in served}
-    if zlib.crc32(ev["decision_id"].encode()) in c.settled:
+    if _crc(ev["decision_id"]) in c.settled:
         deadlines = {}  # answered before its record arrived (feedback from Kafka overtook it)
     last = next(reversed(c.pending.values()), None)
-    c.pending[ev["decision_id"]] = Pending(ev["ts"], pack(ev.get("x", {}), last), deadlines,
+    c.pending[ev["decision_id"]] = Pending(ev["ts"], _pack(ev.get("x", {}), last), deadlines,
                                            ev.get("channel"))
     out: list[Output] = []
     while len(c.pending) > MAX_PENDING:  # a bound on state: the oldest is settled as ignored
-        out += settle(c, next(iter(c.pending)), ev["ts"], everything=True)
+        out += _settle(c, next(iter(c.pending)), ev["ts"], everything=True)
     out += [("impression", "offer:" + o, False, ev["ts"]) for o in served]
     out += [("impression", "offer:" + o, True, ev["ts"]) for o in ev.get("held_out", [])]
     for o, control in [(o, False) for o in served] + [(o, True) for o in ev.get("held_out", [])]:
@@ -81,7 +81,7 @@ def on_feedback(c: Customer, ev: Event) -> list[Output]:
     accepted = outcome == "accepted"
     value = float(ev.get("value", 0.0) or 0.0)
     st = c.state
-    if pend is None and zlib.crc32(did.encode()) not in c.settled:  # made elsewhere
+    if pend is None and _crc(did) not in c.settled:  # made elsewhere
         _remember(c, did)  # its record, should it come after all, waits for no answer
         x = vectorize(st.features(), st.attributes, {"channel": ev.get("channel")})
         return [example("offer:" + offer, x, accepted, ev["ts"]),
@@ -91,7 +91,7 @@ def on_feedback(c: Customer, ev: Event) -> list[Output]:
         return [("feedback", "offer:" + offer, outcome, value, True, ev["ts"])]
     del pend.deadlines[offer]
     if not pend.deadlines:
-        _settled(c, did)
+        _done(c, did)
     x = pend.inputs() or vectorize(st.features(), st.attributes)
     return [example("offer:" + offer, x, accepted, ev["ts"]),
             ("feedback", "offer:" + offer, outcome, value, False, ev["ts"])]
@@ -101,11 +101,11 @@ def expire(c: Customer, now: float) -> list[Output]:
     """Offers with no feedback within their reward window count as ignored (a negative)."""
     out: list[Output] = []
     for did in list(c.pending):
-        out += settle(c, did, now)
+        out += _settle(c, did, now)
     return out
 
 
-def settle(c: Customer, did: str, now: float, everything: bool = False) -> list[Output]:
+def _settle(c: Customer, did: str, now: float, everything: bool = False) -> list[Output]:
     """Offers of a pending decision past their deadline (or all of them) count as ignored."""
     pend, out = c.pending[did], []
     for offer, deadline in list(pend.deadlines.items()):
@@ -115,16 +115,21 @@ def settle(c: Customer, did: str, now: float, everything: bool = False) -> list[
             out.append(example("offer:" + offer, pend.inputs(), False, at))
             out.append(("feedback", "offer:" + offer, "ignored", 0.0, False, at))
     if not pend.deadlines:
-        _settled(c, did)
+        _done(c, did)
     return out
 
 
-def _settled(c: Customer, did: str) -> None:
+def _done(c: Customer, did: str) -> None:
+    """Every offer of the decision answered or ignored: forgotten, but remembered as settled."""
     del c.pending[did]
     _remember(c, did)
 
 
 def _remember(c: Customer, did: str) -> None:
-    c.settled.append(zlib.crc32(did.encode()))
+    c.settled.append(_crc(did))
     if len(c.settled) > MAX_SETTLED:
         del c.settled[0]
+
+
+def _crc(decision_id: str) -> int:
+    return zlib.crc32(decision_id.encode())

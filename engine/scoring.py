@@ -9,7 +9,9 @@ zero scale contributing 0, a max-abs scaled value clipped at ±1 as `ClippedMaxA
 Models of any other shape are asked directly.
 
 >>> import random
->>> from engine.models import OnlineModel
+>>> from river import preprocessing
+
+from engine.models import ClippedMaxAbsScaler, OnlineModel
 >>> rng = random.Random(1)
 >>> models = {n: OnlineModel(n) for n in ("a", "b")}
 >>> for _ in range(200):
@@ -28,8 +30,9 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+from river import preprocessing
 
-from engine.models import OnlineModel
+from engine.models import ClippedMaxAbsScaler, OnlineModel
 from engine.types import Vector
 
 
@@ -42,16 +45,15 @@ def _linear_parts(model: OnlineModel) -> tuple[dict[str, tuple[float, float, flo
     if len(steps) != 2 or type(steps[1]).__name__ != "LogisticRegression":
         return None
     scaler, lr = steps
-    kind = type(scaler).__name__
-    bound = math.inf
-    if kind == "StandardScaler" and scaler.with_std and scaler.window_size is None:
+    bound = 1.0 if isinstance(scaler, ClippedMaxAbsScaler) else math.inf
+    if isinstance(scaler, preprocessing.StandardScaler) and scaler.with_std \
+            and scaler.window_size is None:
         def scale(name: str) -> tuple[float, float]:
             return math.sqrt(scaler.vars.get(name, 0.0)), scaler.means.get(name, 0.0)
-    elif kind in ("MaxAbsScaler", "ClippedMaxAbsScaler") and scaler.window_size is None:
+    elif isinstance(scaler, preprocessing.MaxAbsScaler) and scaler.window_size is None:
         def scale(name: str) -> tuple[float, float]:
             stat = scaler.abs_max.get(name)
             return (stat.get() if stat is not None else 0.0), 0.0
-        bound = 1.0 if kind == "ClippedMaxAbsScaler" else math.inf
     else:
         return None
     parts = {}
@@ -88,6 +90,8 @@ class LinearScorer:
             for f, (w, inverse, centre) in parts[name][0].items():
                 col = self.index[f]
                 self.weights[row, col], self.inverse[row, col], self.centres[row, col] = w, inverse, centre
+        if not self.centres.any():  # max-abs scaling centres nothing: no subtraction per decision
+            self.centres = None
 
     def predict(self, x: Vector) -> dict[str, float]:
         out = {name: 0.5 for name in self.fresh}
@@ -100,7 +104,8 @@ class LinearScorer:
                     values.append(v)
             z = self.intercepts.copy()
             if cols:
-                scaled = (np.array(values) - self.centres[:, cols]) * self.inverse[:, cols]
+                v = np.array(values)
+                scaled = (v if self.centres is None else v - self.centres[:, cols]) * self.inverse[:, cols]
                 np.clip(scaled, -self.bounds, self.bounds, out=scaled)
                 z += np.einsum("ij,ij->i", self.weights[:, cols], scaled)
             p = 1.0 / (1.0 + np.exp(-np.clip(z, -30.0, 30.0)))

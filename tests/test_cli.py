@@ -209,8 +209,9 @@ def test_a_sigterm_while_starting_stops_what_started(tmp_path: Path) -> None:
     proc.send_signal(signal.SIGTERM)
     try:
         assert proc.wait(timeout=40) == 0
-    finally:  # an up that ignored it (once a SIGTERM set SIG_IGN, inherited by later children)
-        for p in [*psutil.Process(proc.pid).children(recursive=True), psutil.Process(proc.pid)] \
-                if proc.poll() is None else []:
-            p.kill()
+    finally:
+        if proc.poll() is None:  # an up that ignored it: SIG_IGN once leaked to its children
+            up = psutil.Process(proc.pid)
+            for p in [*up.children(recursive=True), up]:
+                p.kill()
     assert not still_running(children, timeout=10)

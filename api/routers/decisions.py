@@ -69,7 +69,7 @@ def _offers(d: Decision) -> list[dict[str, Any]]:
 async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, Any], Decision]:
     doc, clock, (contact,) = await profiles.fetch(st, cid, hashes=[store.contact(cid)])
     profile = profiles.to_profile(cid, doc, clock, st.models.value_params)
-    personal = consent.asked(profile.consent, "personalization", body.channel, body.context) is not False
+    personal = consent.for_decision(profile.consent, "personalization", body.channel, body.context) is not False
     if not personal:  # answered as for a visitor the engine does not know (engine/consent.py)
         profile = Profile(cid, consent=profile.consent, known=profile.known)
     req = Request(body.channel, body.context, body.limit, body.offers)
