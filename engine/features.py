@@ -204,8 +204,10 @@ class CustomerState:
         reason = event.get("reason")
         if reason:
             self.call_reasons[reason] = self.call_reasons.get(reason, 0) + 1
-            if reason in COMPLAINT_REASONS:
+            if reason in COMPLAINT_REASONS:  # a cancel request is a complaint too
                 self._touch("complaint", ts)
+                if reason == "cancel_request":
+                    self._touch("cancel_request", ts)
         outcome = event.get("outcome") or ""
         self.calls_unresolved += outcome == "unresolved"
         self.calls_escalated += outcome == "escalated"

@@ -14,8 +14,8 @@ DAY = 86400.0
 MEASURES = ("click", "call", "purchase", "refund", "payment")
 AMOUNTS = ("purchase", "refund", "payment")
 CLICK_KINDS = ("page_view", "product_view", "search", "add_to_cart", "checkout", "offer_view")
-RECENT_KINDS = ("event", "click", *CLICK_KINDS, "call", "complaint", "purchase", "refund",
-                "payment", "profile")
+RECENT_KINDS = ("event", "click", *CLICK_KINDS, "call", "complaint", "cancel_request", "purchase",
+                "refund", "payment", "profile")
 _W = tuple(WINDOWS)
 
 FEATURES: dict[str, str] = {
@@ -23,6 +23,10 @@ FEATURES: dict[str, str] = {
     **{f"{m}_amount_{w}": f"sum of {m} amounts in the last {w}" for m in AMOUNTS for w in _W},
     **{f"days_since_{k}": f"days since the last {k} (event time; -1 if never)"
        for k in RECENT_KINDS},
+    "days_since_complaint": "days since the last call with reason complaint or cancel_request "
+                            "(event time; -1 if never)",
+    "days_since_cancel_request": "days since the last call with reason cancel_request (event "
+                                 "time; -1 if never)",
     "sessions_1d": "web/app sessions started in the last 1 d (a click's session_id, else runs of "
                    "clicks with under 30 min between them)",
     "sessions_7d": "sessions started in the last 7 d",

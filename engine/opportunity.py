@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -20,6 +20,7 @@ from engine.alerts import SEVERITIES, Alert
 from engine.rules import Condition, Conditions, RuleError, first_error, given
 
 DAY = 86400.0
+RuleType = Literal["opportunity", "churn_risk", "customer_drift"]  # the alert types a rule may raise
 
 
 class _Rule(BaseModel):
@@ -30,6 +31,7 @@ class _Rule(BaseModel):
     title: str | None = None  # the id when missing
     severity: str = "medium"
     cooldown_days: Annotated[float, Field(ge=0)] = 14.0
+    type: RuleType = "opportunity"
 
     @field_validator("severity")
     @classmethod
@@ -53,6 +55,7 @@ class Opportunity:
     when: Condition
     severity: str = "medium"
     cooldown_days: float = 14.0
+    type: str = "opportunity"
 
 
 @dataclass
@@ -82,7 +85,7 @@ class AlertRules:
             opps.append(Opportunity(
                 id=rule.id, title=rule.title or rule.id,
                 when=Condition.compile(rule.when, where=f"{source}: {name}.when"),
-                severity=rule.severity, cooldown_days=rule.cooldown_days))
+                severity=rule.severity, cooldown_days=rule.cooldown_days, type=rule.type))
         if dupes := sorted({o.id for o in opps if sum(p.id == o.id for p in opps) > 1}):
             raise RuleError(f"{source}: duplicate opportunity ids {dupes}")  # cooldowns are per id
         return cls(opps, spec.thresholds)
@@ -111,7 +114,7 @@ class AlertRules:
         for opp, holds in zip(self.opportunities, self._tests.test(data)):
             if holds:
                 out.append(Alert(
-                    type="opportunity", customer_id=customer_id, owner=owner, title=opp.title,
+                    type=opp.type, customer_id=customer_id, owner=owner, title=opp.title,
                     reasons=[f"rule {opp.id}: {opp.when.source}"], score=1.0, ts=ts,
                     severity=opp.severity, data={"rule": opp.id, "cooldown_days": opp.cooldown_days}))
         return out

@@ -165,6 +165,7 @@ def test_churn_alert_follows_the_threshold_in_alerts_yaml_reloaded(tmp_path: Pat
 BROKEN_RULES = [  # an edit to rules/alerts.yaml, and what the error must name
     ("opportunities:\n  - {id: a, when: 'true', cooldown_days: soon}\n", "a: cooldown_days"),
     ("opportunities:\n  - {id: a, when: 'true', severity: urgent}\n", "a: severity"),
+    ("opportunities:\n  - {id: a, when: 'true', type: model_drift}\n", "a: type"),
     ("opportunities:\n  - {id: a, when: 5}\n", "a: when"),
     ("opportunities:\n  - {id: a, when: 'features.x >>> 3'}\n", "a.when"),
     ("opportunities:\n  - {when: 'true'}\n", "#0: id"),
@@ -201,10 +202,13 @@ def test_a_broken_alerts_yaml_is_a_clear_error_and_the_flow_keeps_its_last_good_
             rules()
         assert [r.getMessage() for r in caplog.records if named in r.getMessage()], text
         assert len(caplog.records) == 1  # once per edit, not once per batch
-    path.write_text("opportunities:\n  - {id: a, when: 'true', title: null, cooldown_days: 3}\n")
+    path.write_text("opportunities:\n  - {id: a, when: 'true', title: null, cooldown_days: 3}\n"
+                    "  - {id: b, when: 'true', type: churn_risk}\n")
     os.utime(path, (T0, T0 + 100))
-    (rule,) = rules().opportunities  # fixed: read again; a null title is the rule's id
-    assert (rule.id, rule.title, rule.severity, rule.cooldown_days) == ("a", "a", "medium", 3.0)
+    a, b = rules().opportunities  # fixed: read again; a null title is the rule's id
+    assert (a.id, a.title, a.severity, a.cooldown_days) == ("a", "a", "medium", 3.0)
+    assert [x.type for x in rules().opportunities_for("c", "rep", {}, T0)] == \
+        ["opportunity", "churn_risk"]  # a rule raises the type it names, an opportunity if none
 
 
 def test_churn_alert_on_crossing_only_and_severity_weighs_value() -> None:

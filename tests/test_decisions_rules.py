@@ -329,6 +329,41 @@ def test_agent_desktop_puts_retention_first_when_churn_risk_is_high(api, flow, s
     assert s["last_interactions"][0]["type"] == "call"
 
 
+def test_a_customer_who_asks_to_cancel_gets_retention_first_and_their_owner_an_alert(
+        api, flow, settings) -> None:
+    """No churn model and no marketing consent (as with a call centre's own data): a cancel
+    request alone puts retention first for the agent, says why offers are missing, and raises a
+    churn_risk alert for the account owner (the shipped `rules/alerts.yaml`); a complaint
+    offers loyalty but not the discount; 31 days on, the cancel request no longer leads."""
+    settings.control_share = 0.0
+    api.post("/v1/events", json=[
+        ev("q-p", "profile", T0, "quitter", attributes={"owner": "rep9"}),
+        ev("q-t", "transaction", T0 + 1, "quitter", amount=300.0),
+        ev("q-c", "call", T0 + DAY, "quitter", reason="cancel_request", sentiment=-0.7,
+           channel="call_center"),
+        ev("m-c", "call", T0 + DAY, "moaner", reason="complaint", sentiment=-0.4)])
+    flow.drain()
+    nba = get_json(api, "/v1/customers/quitter/next-best-action", params={"limit": 5})
+    ids = [a["offer_id"] for a in nba["actions"]]
+    assert ids[:2] and {"loyalty_boost", "retention_discount"} <= set(ids)
+    assert all(a["kind"] == "retention" for a in nba["actions"][:2])
+    assert nba["summary"]["at_risk"] is True and nba["summary"]["churn_risk"] is None
+    assert nba["excluded"]["no marketing consent"] >= 10 and nba["personalized"] is True
+    alerts = wait_for(lambda: get_json(api, "/v1/alerts", params={"owner": "rep9",
+                                                                  "type": "churn_risk"})["alerts"])
+    assert [a["data"]["rule"] for a in alerts] == ["asked_to_cancel"]
+    assert alerts[0]["severity"] == "high" and alerts[0]["ts"] == T0 + DAY
+    moaner = [a["offer_id"] for a in get_json(api, "/v1/customers/moaner/next-best-action",
+                                              params={"limit": 5})["actions"]]
+    assert "loyalty_boost" in moaner and "retention_discount" not in moaner
+    assert not get_json(api, "/v1/alerts", params={"customer_id": "moaner"})["alerts"]
+    api.post("/v1/events", json=[ev("later", "click", T0 + 32 * DAY, "someone_else")])
+    flow.drain()
+    later = get_json(api, "/v1/customers/quitter/next-best-action", params={"limit": 5})
+    assert later["summary"]["at_risk"] is False
+    assert "retention_discount" not in [a["offer_id"] for a in later["actions"]]
+
+
 def test_outcome_models_learn_with_the_outcome_learner() -> None:
     example = ("example", "", {"calls": 1.0}, True, T0, {})
     outcome, _ = apply(None, "outcome:churned", example)

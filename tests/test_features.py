@@ -215,7 +215,11 @@ def test_service_commerce_and_profile_features() -> None:
     assert (f["refunds"], f["total_refunded"], f["refund_rate"], f["payments"]) == (1, 30.0, 0.2, 1)
     assert (f["calls_reason_complaint"], f["calls_escalated"], f["call_open"]) == (1, 1, 1)
     assert f["days_since_complaint"] == 3.0 and f["sentiment_trend"] < 0 < f["tenure_days"]
+    assert f["days_since_cancel_request"] == -1.0  # a complaint is not a cancel request
     assert st.attributes == {"plan": "b"} and st.owner == "rep1"
+    st.update({"event_id": "10", "type": "call", "ts": t + 2 * DAY, "reason": "cancel_request"})
+    f = st.features(t + 4 * DAY)  # ... and a cancel request is a complaint too
+    assert (f["days_since_cancel_request"], f["days_since_complaint"]) == (2.0, 2.0)
 
 
 def test_stored_form_round_trips_and_every_feature_is_documented() -> None:

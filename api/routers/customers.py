@@ -19,6 +19,7 @@ router = APIRouter(tags=["customers"])
 # is declared before the profile's, which would otherwise take `ACME/42/next-best-action` (so an
 # id that itself ends in `/next-best-action` reads as the agent's route)
 Horizon = Annotated[float, Query(gt=0, le=3650)]
+CANCEL_DAYS = 30  # a customer who asked to cancel this recently is at risk: retention leads
 
 
 def live_scores(st: Any, doc: dict[str, Any], features: dict[str, Any],
@@ -53,8 +54,10 @@ async def next_best_action(customer_id: str, st: State, _: Agent, channel: str =
     body = DecisionIn(customer_id=customer_id, channel=channel, limit=limit)
     out, decision = await run_decision(st, body, customer_id)
     churn = scores.get("churn_risk") or 0.0
+    cancel = features.get("days_since_cancel_request", -1.0)
+    at_risk = churn >= st.settings.churn_threshold or 0 <= cancel <= CANCEL_DAYS
     actions = out["offers"]
-    if churn >= st.settings.churn_threshold:  # retention first when the customer may leave
+    if at_risk:  # retention first when the customer may leave
         actions.sort(key=lambda a: (a["kind"] != "retention", a["rank"]))
     for rank, a in enumerate(actions, 1):
         a["rank"] = rank
@@ -65,10 +68,11 @@ async def next_best_action(customer_id: str, st: State, _: Agent, channel: str =
         "churn_risk": scores.get("churn_risk"), "p_alive": scores.get("p_alive"),
         "consent": doc.get("c", {}), "owner": doc.get("o"),
         "last_interactions": list(reversed(doc.get("r", [])))[:5],
-        "total_spend": features.get("total_spend"), "open_alerts": alerts,
+        "total_spend": features.get("total_spend"), "open_alerts": alerts, "at_risk": at_risk,
     }
     return ORJSON({"decision_id": out["decision_id"], "customer_id": customer_id,
-                           "actions": actions, "summary": summary, "explored": out["explored"]})
+                   "actions": actions, "summary": summary, "explored": out["explored"],
+                   **{k: out[k] for k in ("personalized", "held_out", "excluded") if k in out}})
 
 
 @router.get("/v1/customers/{customer_id:path}", summary="A customer's profile, features and scores")
