@@ -32,8 +32,35 @@ from engine.types import Event
 
 TYPES = ("click", "call", "transaction", "profile", "identify", "consent", "feedback", "outcome")
 Scalar = str | int | float | bool | None
-ShortStr = Annotated[str, Field(min_length=1, max_length=256)]
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+
+
+def as_text(value: Any) -> Any:
+    """A number where text is expected, as its decimal text: ids exported from tables are often
+    numbers (Retailrocket's visitor and item ids; Online Retail's customer ids, which pandas
+    writes as 17850.0 when a column has gaps: a whole number reads as its digits, "17850").
+
+    >>> as_text(17850), as_text(17850.0), as_text(2.5), as_text(True), as_text("a")
+    ('17850', '17850', '2.5', True, 'a')
+    """
+    kind = type(value)
+    if kind is int:
+        return str(value)
+    if kind is float:
+        return str(int(value)) if value.is_integer() and abs(value) < 2 ** 53 else str(value)
+    return value
+
+
+def _text(max_length: int) -> Any:
+    """A string of 1..max_length characters, or a number taken as its text (in pydantic's core,
+    free; `validate` turns whole floats to digits first, as `as_text` does)."""
+    return Annotated[str, Field(min_length=1, max_length=max_length, coerce_numbers_to_str=True)]
+
+
+ShortStr = _text(256)
+TEXT_FIELDS = frozenset({  # every field typed `_text` below, items' included
+    "event_id", "customer_id", "anonymous_id", "page", "product_id", "category", "query",
+    "session_id", "reason", "agent_id", "order_id", "owner", "decision_id", "offer_id"})
+Id = _text(128)
 MIN_TS, MAX_TS = 0.0, 4102444800.0  # 1970 .. 2100
 MAX_DEPTH = 32  # JSON nesting: events need a few levels; orjson cannot write past 254
 MAX_EXTRA = 4096  # bytes of JSON per unknown field kept as context (as `str_max_length`)
@@ -64,7 +91,8 @@ def to_ts(value: Any) -> float:
     else:
         raise ValueError(f"ts must be a string or number, got {type(value).__name__}")
     if not MIN_TS <= ts <= MAX_TS or ts != ts:
-        raise ValueError(f"ts {value!r} is out of range")
+        hint = " (Unix seconds; this reads as milliseconds)" if MIN_TS < ts / 1000 <= MAX_TS else ""
+        raise ValueError(f"ts {value!r} is out of range 1970-2100{hint}")
     return ts
 
 
@@ -119,7 +147,7 @@ class Click(_Base):
 class Call(_Base):
     type: Literal["call"]
     direction: Literal["inbound", "outbound"] = "inbound"
-    reason: Annotated[str, Field(min_length=1, max_length=64)] | None = None
+    reason: _text(64) | None = None
     duration_s: Annotated[float, Field(ge=0)] = 0.0
     sentiment: Annotated[float, Field(ge=-1, le=1)] | None = None
     outcome: Literal["resolved", "unresolved", "escalated", "callback", "sale"] | None = None
@@ -224,6 +252,7 @@ def validate(obj: Any, latest: float | None = None) -> Event:
     kind = obj.get("type")
     if kind not in TYPES:
         raise BadEvent(f"type: {repr(kind)[:80]} is not one of {', '.join(TYPES)}")
+    obj = _whole_ids(obj)
     try:
         model = _adapter.validate_python(obj)
     except ValidationError as exc:
@@ -234,6 +263,17 @@ def validate(obj: Any, latest: float | None = None) -> Event:
         raise BadEvent(f"ts: {obj['ts']!r} is in the future, {ahead:.2f} days past the latest "
                        "time accepted (NEXTBEST_MAX_FUTURE_S ahead of this machine's clock)")
     return ev
+
+
+def _whole_ids(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj`, or a copy with the whole floats of its text fields (and its items') as digits."""
+    floats = {k: as_text(v) for k, v in obj.items() if type(v) is float and k in TEXT_FIELDS}
+    items = obj.get("items")
+    if type(items) is list and any(type(v) is float and k in TEXT_FIELDS
+                                   for i in items if type(i) is dict for k, v in i.items()):
+        floats["items"] = [{k: as_text(v) if k in TEXT_FIELDS else v for k, v in i.items()}
+                           if type(i) is dict else i for i in items]
+    return {**obj, **floats} if floats else obj
 
 
 def parse(raw: bytes | str, latest: float | None = None) -> Event:

@@ -132,3 +132,24 @@ def test_huge_strings_inside_an_event_are_rejected_not_crashing(live: str) -> No
     assert res.status_code == 202 and "event_id" in res.json()["rejected"][0]["error"]
     res = post(live, orjson.dumps({**ev, "event_id": "ok", "page": "p" * 5000}))
     assert res.status_code == 202 and res.json()["rejected"]
+
+
+def test_every_free_text_field_takes_a_number_as_its_text() -> None:
+    """`TEXT_FIELDS` (whose whole floats `validate` turns to digits) names exactly the events'
+    free-text fields: strings bounded as ids or short text, with no pattern nor choices."""
+    from engine.events import TEXT_FIELDS, _adapter
+
+    found = set()
+    for model in _adapter.json_schema()["$defs"].values():
+        for name, prop in model.get("properties", {}).items():
+            for option in prop.get("anyOf", [prop]):
+                if option.get("type") == "string" and option.get("maxLength") in (64, 128, 256) \
+                        and not {"pattern", "enum", "const"} & set(option):
+                    found.add(name)
+    assert found == TEXT_FIELDS
+    base = {"event_id": 7.0, "type": "transaction", "ts": 1, "customer_id": 2.5, "amount": 1,
+            "order_id": 10, "items": [{"product_id": 3.0, "category": 4}, {"quantity": 2.0}]}
+    ev = validate(base)
+    assert (ev["event_id"], ev["customer_id"], ev["order_id"]) == ("7", "2.5", "10")
+    assert ev["items"][0]["product_id"] == "3" and ev["items"][0]["category"] == "4"
+    assert ev["items"][1]["quantity"] == 2.0 and base["event_id"] == 7.0  # the input untouched

@@ -184,3 +184,36 @@ def test_feedback_is_read_as_json_whatever_its_content_type(api: TestClient) -> 
     assert bad.status_code == 422 and bad.json()["error"]["message"].startswith("outcome:")
     schema = api.get("/openapi.json").json()["paths"]["/v1/decisions/{decision_id}/feedback"]["post"]
     assert "outcome" in schema["requestBody"]["content"]["application/json"]["schema"]["properties"]
+
+
+def test_ids_exported_as_numbers_are_read_as_their_text(api: TestClient, flow) -> None:
+    """Tables exported to JSON carry numeric ids: Retailrocket's visitor, item and category ids,
+    Online Retail's customer ids (written 17850.0 by pandas when the column has gaps). They were
+    all rejected ("Input should be a valid string"); each is now its decimal text, a whole number
+    its digits, so 17850, 17850.0 and "17850" are one customer and event ids 1 and "1" one event."""
+    from tests.conftest import get_json
+
+    t = 1_767_225_600
+    out = api.post("/v1/events", json=[
+        {"event_id": 1, "type": "click", "ts": t, "anonymous_id": 257597, "action": "product_view",
+         "product_id": 355908, "category": 1338},
+        {"event_id": 2, "type": "identify", "ts": t + 1, "anonymous_id": 257597, "customer_id": 17850},
+        {"event_id": 3, "type": "transaction", "ts": t + 2, "customer_id": 17850.0, "amount": 15.3,
+         "order_id": 536365, "items": [{"product_id": 85123, "category": 3, "quantity": 6}]},
+        {"event_id": 4, "type": "call", "ts": t + 3, "customer_id": "17850", "agent_id": 42, "reason": 7},
+        {"event_id": "1", "type": "click", "ts": t + 4, "customer_id": "17850"},  # event 1 again
+        {"event_id": 5, "type": "click", "ts": t + 5, "customer_id": True},
+        {"event_id": 6, "type": "click", "ts": (t + 6) * 1000, "customer_id": 17850},
+    ]).json()
+    assert (out["accepted"], out["duplicates"]) == (5, 1), out
+    errors = {x["index"]: x["error"] for x in out["rejected"]}
+    assert errors[5] == "customer_id: Input should be a valid string"  # true is no id
+    assert "reads as milliseconds" in errors[6]
+    flow.drain()
+    profile = get_json(api, "/v1/customers/17850")
+    f = profile["features"]
+    assert (f["click_count_1d"], f["purchase_count_1d"], f["bought_3"], f["calls_reason_7"]) == \
+        (1, 1, 6.0, 1)  # the anonymous click merged in; the repeated event 1 not counted
+    assert f["interest_1338"] > 0 and profile["anonymous_ids"] == ["257597"]
+    decision = api.post("/v1/decisions", json={"customer_id": 17850, "offers": [1, "gold_card"]})
+    assert decision.status_code == 200 and decision.json()["customer_id"] == "17850"

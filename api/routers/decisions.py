@@ -11,7 +11,14 @@ from typing import Annotated, Any, Literal
 import orjson
 from fastapi import APIRouter
 from fastapi import Request as HttpRequest
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from api import ingest, metrics, profiles
 from api.deps import Decide, State
@@ -20,11 +27,11 @@ from api.responses import ORJSON
 from config import connect
 from engine import consent, policy, store
 from engine.decide import Decision, Profile, Request, decide
-from engine.events import BadEvent, validate
+from engine.events import BadEvent, as_text, validate
 from engine.vector import vectorize
 
 router = APIRouter(tags=["decisions"])
-Id = Annotated[str, Field(min_length=1, max_length=128)]
+Id = Annotated[str, BeforeValidator(as_text), Field(min_length=1, max_length=128)]  # as events'
 
 
 class DecisionIn(BaseModel):
