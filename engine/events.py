@@ -84,7 +84,8 @@ def to_ts(value: Any) -> float:
         try:
             parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError as exc:
-            raise ValueError(f"ts {value[:40]!r} is not RFC 3339") from exc
+            hint = " (Unix seconds go as a JSON number)" if value.strip().replace(".", "", 1).isdigit() else ""
+            raise ValueError(f"ts {value[:40]!r} is not RFC 3339{hint}") from exc
         if parsed.tzinfo is None:
             raise ValueError(f"ts {value[:40]!r} has no UTC offset")
         ts = parsed.timestamp()

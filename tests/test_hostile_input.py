@@ -204,11 +204,12 @@ def test_ids_exported_as_numbers_are_read_as_their_text(api: TestClient, flow) -
         {"event_id": "1", "type": "click", "ts": t + 4, "customer_id": "17850"},  # event 1 again
         {"event_id": 5, "type": "click", "ts": t + 5, "customer_id": True},
         {"event_id": 6, "type": "click", "ts": (t + 6) * 1000, "customer_id": 17850},
+        {"event_id": 7, "type": "click", "ts": str(t + 7), "customer_id": 17850},
     ]).json()
     assert (out["accepted"], out["duplicates"]) == (5, 1), out
     errors = {x["index"]: x["error"] for x in out["rejected"]}
     assert errors[5] == "customer_id: Input should be a valid string"  # true is no id
-    assert "reads as milliseconds" in errors[6]
+    assert "reads as milliseconds" in errors[6] and "as a JSON number" in errors[7]
     flow.drain()
     profile = get_json(api, "/v1/customers/17850")
     f = profile["features"]
