@@ -3,7 +3,9 @@
 Before `identify`, events of an anonymous id are processed under the pseudo-customer
 `anon:<id>` and kept (bounded) so they can be merged. On `identify`, the kept events are handed
 to the customer (the customer's dedup by event id makes this safe to repeat), the pseudo-customer
-is forgotten, and from then on the id's events go straight to the customer.
+is forgotten, and from then on the id's events go straight to the customer. A device can change
+hands (another customer signs in on it): the identify latest in event time holds the link,
+whatever order identifies arrive in.
 
 >>> s, out = resolve(None, {"type": "click", "event_id": "e1", "ts": 1.0, "anonymous_id": "a"})
 >>> [o[0] for o in out], out[0][1]["customer_id"]
@@ -27,6 +29,7 @@ MAX_KEPT = 500
 class Anonymous:
     customer_id: str | None = None
     kept: list[Event] = field(default_factory=list)
+    linked_at: tuple[float, str] = (-1.0, "")  # the linking identify's (ts, event id)
 
 
 def resolve(state: Anonymous | None, ev: Event) -> tuple[Anonymous, list[tuple[Any, ...]]]:
@@ -34,8 +37,11 @@ def resolve(state: Anonymous | None, ev: Event) -> tuple[Anonymous, list[tuple[A
     anon = ev["anonymous_id"]
     if ev["type"] == "identify":
         cid = ev["customer_id"]
+        stamp = (ev["ts"], ev["event_id"])
+        if stamp < state.linked_at:  # an earlier sign-in arriving late: the later one stands
+            return state, [("event", ev)]
         first_link = state.customer_id is None
-        state.customer_id = cid
+        state.customer_id, state.linked_at = cid, stamp
         out: list[tuple[Any, ...]] = [("link", anon, cid), ("event", ev)]
         out += [("event", {**kept, "customer_id": cid}) for kept in state.kept]
         if first_link:  # the pseudo-customer goes, in order after its own events

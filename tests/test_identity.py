@@ -112,3 +112,18 @@ def test_through_the_flow_and_api(api, flow, r):
         assert d.status_code == 200 and d.json()["customer_id"] == "cust"
     unknown = api.post("/v1/decisions", json={"anonymous_id": "never-seen", "channel": "web"})
     assert unknown.json()["customer_id"] == "anon:never-seen"
+
+
+def test_a_shared_device_means_whoever_signed_in_last_in_event_time_in_any_arrival_order():
+    """Bob signs in on Alice's tablet. Before, the identify that arrived last held the link,
+    so Alice's sign-in replayed late took the device back from Bob."""
+    orders = {"in order": ["alice", "bob"], "late": ["bob", "alice"]}
+    for name, order in orders.items():
+        m = MiniFlow()
+        m.send(click("a1", T0, "tablet"))
+        for who in order:
+            m.send(identify(f"i-{who}", T0 + (10 if who == "alice" else 30), "tablet", who))
+        m.send(click("a3", T0 + 40, "tablet"))
+        assert m.links == {"tablet": "bob"}, name
+        assert m.features("bob")["click_count_1h"] == 1 + (name == "late"), name
+        assert "tablet" in m.customers["alice"].state.anonymous_ids, name
