@@ -23,7 +23,9 @@ CONDITIONS = ("eligible", "applicable", "suitable")
 class Offer(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
-    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
+    # a number reads as its text, as in events: `id: 1001` (a SKU), `category: 1338`
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$",
+                             coerce_numbers_to_str=True)]
     kind: Kind = "offer"
     title: str = ""
     value: Annotated[float, Field(ge=0)] = 0.0
@@ -37,7 +39,7 @@ class Offer(BaseModel):
     control: Annotated[float, Field(ge=0, le=1)] | None = None
     reward_window_days: Annotated[float, Field(gt=0)] = 7.0
     prior: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    category: str | None = None
+    category: Annotated[str, Field(coerce_numbers_to_str=True)] | None = None
     script: str = ""
 
     @field_validator("valid_from", "valid_to", mode="before")

@@ -26,7 +26,7 @@ RuleType = Literal["opportunity", "churn_risk", "customer_drift"]  # the alert t
 class _Rule(BaseModel):
     model_config = ConfigDict(extra="allow")
 
-    id: Annotated[str, Field(min_length=1)]
+    id: Annotated[str, Field(min_length=1, coerce_numbers_to_str=True)]
     when: Annotated[str, Field(min_length=1)]
     title: str | None = None  # the id when missing
     severity: str = "medium"

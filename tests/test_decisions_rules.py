@@ -89,6 +89,15 @@ def test_catalog_errors_name_the_file_offer_and_field(tmp_path: Path, text: str,
     assert str(exc.value).startswith(message), str(exc.value)
 
 
+def test_numeric_offer_ids_and_categories_read_as_text(tmp_path: Path) -> None:
+    """`id: 1001` (a SKU) and `category: 1338` (Retailrocket's category ids are numbers) were a
+    catalog error; they read as the text events and decision requests give them as."""
+    cat = catalog(tmp_path, "offers:\n  - {id: 1001, category: 1338}\n  - {id: b1}\n")
+    assert [(o.id, o.category) for o in cat.offers] == [("1001", "1338"), ("b1", None)]
+    with pytest.raises(RuleError, match="offer True: id: Input should be a valid string"):
+        catalog(tmp_path, "offers:\n  - {id: yes}\n")  # YAML's true: no id
+
+
 def test_consent_gate_leaves_only_service_and_retention(tmp_path: Path) -> None:
     cat = catalog(tmp_path)
     rng = random.Random(1)
