@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 SEVERITIES = ("low", "medium", "high", "critical")
+TYPES = ("churn_risk", "customer_drift", "opportunity", "model_drift")  # every type raised
 
 
 @dataclass

@@ -60,7 +60,9 @@ def test_ack_by_id_and_status_filter(api, redis_url):
     assert [a["alert_id"] for a in listed(api, type="model_drift")] == ["al-3"]
     assert [a["alert_id"] for a in listed(api, status="acknowledged")] == ["al-2"]  # an alias
     assert [a["alert_id"] for a in listed(api, status="all")] == ["al-3", "al-2", "al-1"]
-    for bad in ({"status": "closed"}, {"severity": "urgent"}):  # not an empty list: a 422
+    assert [a["alert_id"] for a in listed(api, since="2023-11-14")] == ["al-3", "al-2", "al-1"]  # a date
+    assert listed(api, since="2023-11-15", status="all") == []  # T0 is 2023-11-14T22:13:20Z
+    for bad in ({"status": "closed"}, {"severity": "urgent"}, {"type": "churn"}):  # a 422, not []
         res = api.get("/v1/alerts", params=bad)
         assert res.status_code == 422 and "is not one of" in res.json()["error"]["message"]
         assert api.get("/v1/alerts/stream", params=bad).status_code == 422

@@ -15,7 +15,7 @@ from api.deps import Sales, State
 from api.errors import ApiError
 from api.responses import ORJSON
 from engine import store
-from engine.alerts import SEVERITIES
+from engine.alerts import SEVERITIES, TYPES
 from engine.events import to_ts
 
 router = APIRouter(tags=["alerts"])
@@ -25,6 +25,8 @@ STATUS_ALIASES = {"acknowledged": "acked", "handled": "acked"}
 
 def _filters(owner: str | None, type: str | None, customer_id: str | None,
              since: str | None, status: str | None, severity: str | None) -> dict[str, Any]:
+    if since and len(since) == 10 and since[4:5] == "-":  # a date: from its start, UTC
+        since += "T00:00:00+00:00"
     try:
         since_ts = to_ts(float(since) if since and since.replace(".", "").isdigit() else since) \
             if since else None
@@ -36,6 +38,9 @@ def _filters(owner: str | None, type: str | None, customer_id: str | None,
     if status is not None and status not in STATUSES:
         raise ApiError(422, "invalid_request",
                        f"status: {status[:40]!r} is not one of {', '.join(STATUSES)} (or all)")
+    if type is not None and type not in TYPES:
+        raise ApiError(422, "invalid_request",
+                       f"type: {type[:40]!r} is not one of {', '.join(TYPES)}")
     if severity is not None and severity not in SEVERITIES:
         raise ApiError(422, "invalid_request",
                        f"severity: {severity[:40]!r} is not one of {', '.join(SEVERITIES)}")
