@@ -49,6 +49,7 @@ class _PolicySpec(BaseModel):
     cooldown_after_rejection_days: _Days = 0.0
     suppress_after_acceptance_days: _Days = 0.0
     consistency_minutes: _Days = 30.0
+    same_contact_minutes: _Days = 30.0
 
 
 @dataclass
@@ -70,6 +71,7 @@ class Policy:
     reject_cooldown_days: float = 0.0
     accept_suppress_days: float = 0.0
     consistency_minutes: float = 30.0
+    same_contact_minutes: float = 30.0  # a repeat this soon on the channel is the same contact
 
     @classmethod
     def parse(cls, doc: Any, source: str = "policy.yaml") -> Policy:
@@ -92,7 +94,7 @@ class Policy:
             caps.append(Cap(cap.name or f"cap{i}", cap.window_days, cap.max, cap.kinds,
                             cap.channels))
         return cls(caps, spec.cooldown_after_rejection_days, spec.suppress_after_acceptance_days,
-                   spec.consistency_minutes)
+                   spec.consistency_minutes, spec.same_contact_minutes)
 
     def lead(self, state: dict[str, Any], now: float) -> str | None:
         """The offer every channel should lead with now, if one was served moments ago.
@@ -126,15 +128,19 @@ class Policy:
         imps = state.get("imp", [])
         full = {}  # each cap counted once, not once per offer
         for cap in self.caps:
-            n = sum(1 for ts, ch, k in imps if now - ts < cap.window_days * DAY and cap.counts(k, ch))
+            n = sum(1 for ts, ch, k, *_ in imps
+                    if now - ts < cap.window_days * DAY and cap.counts(k, ch))
             if n >= cap.max:
                 full[cap.name] = (cap, f"contact cap {cap.name}: {n} in {cap.window_days:g} days")
+        showing = _showing(imps, channel, now, self.same_contact_minutes * 60.0) if full else set()
         for offer_id, kind in offers:
             rej, acc = state.get("rej", {}).get(offer_id), state.get("acc", {}).get(offer_id)
             if acc is not None and now - acc < self.accept_suppress_days * DAY:
                 out[offer_id] = "accepted recently"
             elif rej is not None and now - rej < self.reject_cooldown_days * DAY:
                 out[offer_id] = "rejected recently"
+            elif offer_id in showing:  # shown again within the same contact: counted once
+                continue
             else:
                 for cap, why in full.values():
                     if cap.counts(kind, channel):
@@ -143,11 +149,27 @@ class Policy:
         return out
 
 
+def _showing(imps: list[list[Any]], channel: str | None, now: float, within_s: float) -> set[str]:
+    """Offers shown on `channel` less than `within_s` ago: showing one again is the same contact
+    (a banner kept from page to page through a visit), not a new one."""
+    return {i[3] for i in imps if len(i) > 3 and i[1] == channel and now - i[0] < within_s}
+
+
 def record(state: dict[str, Any], served: list[tuple[str, str]], channel: str | None,
-           now: float) -> dict[str, Any]:
-    """The state after serving `served` (offer id, kind) on `channel` at `now`."""
-    imps = [i for i in state.get("imp", []) if now - i[0] < KEEP_DAYS * DAY]
-    imps += [[now, channel, kind] for _, kind in served]
+           now: float, same_contact_s: float = 0.0) -> dict[str, Any]:
+    """The state after serving `served` (offer id, kind) on `channel` at `now`: one impression
+    `[ts, channel, kind, offer]` per contact; an offer shown on the channel less than
+    `same_contact_s` ago is the same contact, its impression moved to `now`.
+
+    >>> s = record({}, [("o1", "offer")], "web", 0.0, 1800.0)
+    >>> record(s, [("o1", "offer")], "web", 600.0, 1800.0)["imp"]
+    [[600.0, 'web', 'offer', 'o1']]
+    """
+    again = _showing(state.get("imp", []), channel, now, same_contact_s)
+    ids = {offer for offer, _ in served if offer in again}
+    imps = [i for i in state.get("imp", []) if now - i[0] < KEEP_DAYS * DAY
+            and not (len(i) > 3 and i[3] in ids and i[1] == channel)]
+    imps += [[now, channel, kind, offer] for offer, kind in served]
     return {**state, "imp": imps[-KEEP_MAX:]}
 
 

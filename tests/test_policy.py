@@ -26,18 +26,31 @@ def setup(api, flow, cid: str) -> None:
     flow.drain()
 
 
-def marketing(api, cid: str, channel: str) -> list[str]:
-    d = api.post("/v1/decisions", json={"customer_id": cid, "channel": channel, "limit": 1}).json()
-    return [o["offer_id"] for o in d["offers"] if o["kind"] == "offer"]
+def marketing(api, cid: str, channel: str, offers: list[str] | None = None) -> list[str]:
+    body = {"customer_id": cid, "channel": channel, "limit": 1}
+    d = api.post("/v1/decisions", json=body | ({"offers": offers} if offers is not None else {}))
+    return [o["offer_id"] for o in d.json()["offers"] if o["kind"] == "offer"]
 
 
 def test_caps_across_and_per_channel(api, flow) -> None:
+    """policy.yaml: 2 marketing offers a day on web/app, 3 a week across channels. A website asks
+    on every page: the offer kept from page to page is one contact (it used to count on every
+    page, so the third page of the day had nothing to show), until 30 minutes without it."""
     setup(api, flow, "cap1")
-    assert marketing(api, "cap1", "web") and marketing(api, "cap1", "web")
-    assert marketing(api, "cap1", "web") == []          # 2 a day on web/app
-    assert marketing(api, "cap1", "call_center")        # other channels still open
-    assert marketing(api, "cap1", "call_center") == []  # 3 a week across channels
+    ids = [o["id"] for o in get_json(api, "/v1/offers")["offers"] if o["kind"] == "offer"]
+    first = marketing(api, "cap1", "web")
+    assert first and [marketing(api, "cap1", "web") for _ in range(5)] == [first] * 5
+    second = marketing(api, "cap1", "web", [o for o in ids if o not in first])
+    assert second and second != first                      # a second contact on web
+    rest = [o for o in ids if o not in first + second]
+    assert marketing(api, "cap1", "web", rest) == []          # 2 a day on web/app
+    assert marketing(api, "cap1", "web", second) == second   # still on show: the same contact
+    assert marketing(api, "cap1", "call_center")             # other channels still open
+    assert marketing(api, "cap1", "call_center", rest) == []  # 3 a week across channels
     assert marketing(api, "cap1", "email") == []
+    api.post("/v1/events", json=[ev("cap1-later", "click", T0 + 3600, "cap1")])  # the clock moves
+    flow.drain()
+    assert marketing(api, "cap1", "web", second) == []  # an hour on: showing it is a new contact
 
 
 def test_rejection_cooldown_and_acceptance_suppression(api, flow, settings) -> None:
@@ -67,6 +80,26 @@ def test_policy_arithmetic_over_rolling_windows() -> None:
     assert p.blocked(s, [("c", "offer")], "web", 13.5 * DAY) == {}
     with pytest.raises(RuleError, match="cap #0"):
         Policy.parse({"caps": [{"name": "broken"}]})
+
+
+def test_an_offer_kept_on_show_is_one_contact_per_channel() -> None:
+    p = Policy.parse({"caps": [{"name": "day", "window_days": 1, "max": 1}],
+                      "same_contact_minutes": 30})
+    s = record({}, [("a", "offer")], "web", 0.0, 1800.0)
+    for t in (600.0, 1200.0, 2400.0):  # every page of a visit, each within 30 min of the last
+        assert p.blocked(s, [("a", "offer"), ("b", "offer")], "web", t) == \
+            {"b": "contact cap day: 1 in 1 days"}
+        s = record(s, [("a", "offer")], "web", t, 1800.0)
+    assert s["imp"] == [[2400.0, "web", "offer", "a"]]  # one contact, last shown at 2400
+    assert p.blocked(s, [("a", "offer")], "app", 2500.0) == {"a": "contact cap day: 1 in 1 days"}
+    assert p.blocked(s, [("a", "offer")], "web", 2400.0 + 1801) == {"a": "contact cap day: 1 in 1 days"}
+    assert len(record(s, [("a", "offer")], "web", 2400.0 + 1801, 1800.0)["imp"]) == 2  # a new one
+    old = {"imp": [[0.0, "web", "offer"]]}  # kept before impressions named their offer
+    assert p.blocked(old, [("a", "offer")], "web", 60.0) == {"a": "contact cap day: 1 in 1 days"}
+    assert len(record(old, [("a", "offer")], "web", 60.0, 1800.0)["imp"]) == 2
+    every = Policy.parse({"caps": [{"name": "day", "window_days": 1, "max": 1}],
+                          "same_contact_minutes": 0})  # 0: every showing is a contact
+    assert every.blocked(s, [("a", "offer")], "web", 2500.0) == {"a": "contact cap day: 1 in 1 days"}
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -118,8 +151,9 @@ def test_metrics_count_how_each_decision_was_answered(api, flow) -> None:
     before = decision_paths(api.get("/metrics").text)
     body = {"customer_id": "path1", "channel": "web", "offers": ["city_break", "garden_sale"]}
     seen = []
-    for _ in range(3):  # ranked, then the same lead kept, then capped (2 a day on web): nothing
-        offers = api.post("/v1/decisions", json=body).json()["offers"]
+    for nothing in (False, False, True):  # ranked, the same lead kept, then nothing to offer
+        offers = api.post("/v1/decisions",
+                          json=body | ({"offers": ["no_such_offer"]} if nothing else {})).json()["offers"]
         seen.append("empty" if not offers else
                     "consistency" if any("consistency" in r for r in offers[0]["reasons"]) else "ranked")
     assert seen == ["ranked", "consistency", "empty"]

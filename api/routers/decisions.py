@@ -112,7 +112,7 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     path = "empty"
     if d.ranked:
         served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked],
-                               body.channel, now)
+                               body.channel, now, st.policy.value.same_contact_minutes * 60.0)
         # a lead kept for consistency keeps its first time: the window does not slide
         kept = lead is not None and d.ranked[0].offer.id == lead
         lead_entry = contact_state["lead"] if kept else [d.ranked[0].offer.id, now, body.channel]
