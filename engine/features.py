@@ -57,7 +57,7 @@ LATENESS = 3600.0  # default of settings.lateness_s
 INTEREST_HALF_LIFE = 7 * DAY
 SENTIMENT_SHORT, SENTIMENT_LONG = 7 * DAY, 90 * DAY
 MAX_RECENT = 10
-COMPLAINT_REASONS = frozenset({"complaint", "cancel_request"})
+_REASON_KINDS = {"complaint": ("complaint",), "cancel_request": ("complaint", "cancel_request")}
 OPEN_OUTCOMES = frozenset({"unresolved", "escalated", "callback"})
 _INTEREST_WEIGHT = {"product_view": 1.0, "page_view": 0.5, "search": 1.0, "add_to_cart": 3.0,
                     "checkout": 2.0, "offer_view": 0.5, "remove_from_cart": -1.0}
@@ -204,10 +204,8 @@ class CustomerState:
         reason = event.get("reason")
         if reason:
             self.call_reasons[reason] = self.call_reasons.get(reason, 0) + 1
-            if reason in COMPLAINT_REASONS:  # a cancel request is a complaint too
-                self._touch("complaint", ts)
-                if reason == "cancel_request":
-                    self._touch("cancel_request", ts)
+            for kind in _REASON_KINDS.get(reason, ()):  # a cancel request is a complaint too
+                self._touch(kind, ts)
         outcome = event.get("outcome") or ""
         self.calls_unresolved += outcome == "unresolved"
         self.calls_escalated += outcome == "escalated"
