@@ -43,7 +43,8 @@ def resolve(state: Anonymous | None, ev: Event) -> tuple[Anonymous, list[tuple[A
         first_link = state.customer_id is None
         state.customer_id, state.linked_at = cid, stamp
         out: list[tuple[Any, ...]] = [("link", anon, cid), ("event", ev)]
-        out += [("event", {**kept, "customer_id": cid}) for kept in state.kept]
+        # marked: counted by the source monitor when first processed, and not late now
+        out += [("event", {**kept, "customer_id": cid, "_merged": True}) for kept in state.kept]
         if first_link:  # the pseudo-customer goes, in order after its own events
             out.append(("event", {"type": "forget", "_internal": True, "customer_id": "anon:" + anon,
                                   "event_id": "forget:" + anon, "ts": ev["ts"]}))

@@ -18,6 +18,13 @@ streams like any event (no second counter to poll and reconcile), and a source w
 is bad still reaches the flow. The flow sums the
 counts per batch and one keyed step holds the `SourceMonitor`.
 
+In a replay faster than real time, a customer's events reach the flow through several partition
+streams read side by side (their own, and their anonymous id's before `identify`), which run
+apart by up to a batch: at 20,000 events/s over a file spanning months, days of event time. The
+lateness bound then widens to what that skew can explain (`Pace`): event time passed per second
+of wall time, times `SKEW_S`. Live, where event time passes at wall speed, it stays
+`lateness_s`; a source's own lateness within a fast replay goes unseen.
+
 Windows count events, not time: a source's window closes after `window` events (good or bad).
 A closed window is a spike when its share is significantly above the baseline (one-sided
 binomial test, p < `alpha`) and at least `min_excess` above it. The baseline decays (each
@@ -71,7 +78,9 @@ def channel_of_raw(raw: bytes) -> str:
 
 
 def tally(events: list[dict[str, Any]], last_ts: float | None, lateness: float) -> Tally:
-    """Events and late events per source in one customer's batch (internal records skipped).
+    """Events and late events per source in one customer's batch (internal records skipped, and
+    an anonymous history merged into the customer on `identify`: older than the customer's
+    events by nature, and counted when it first arrived).
 
     >>> tally([{"ts": 9000.0, "channel": "web"}, {"ts": 100.0}], None, 3600.0)
     {'web': [1, 0, 0], 'unknown': [1, 1, 0]}
@@ -79,7 +88,7 @@ def tally(events: list[dict[str, Any]], last_ts: float | None, lateness: float) 
     out: Tally = {}
     latest = last_ts if last_ts is not None else float("-inf")
     for ev in events:
-        if ev.get("_internal"):
+        if ev.get("_internal") or ev.get("_merged"):
             continue
         c = out.setdefault(channel_of(ev), [0, 0, 0])
         c[0] += 1
@@ -89,6 +98,38 @@ def tally(events: list[dict[str, Any]], last_ts: float | None, lateness: float) 
         elif ts > latest:
             latest = ts
     return out
+
+
+SKEW_S = 2.0  # seconds of wall time a worker's partition reads may run apart
+
+
+class Pace:
+    """How fast event time passes against wall time in one worker, measured over seconds; the
+    lateness bound that the worker's own read skew cannot exceed.
+
+    >>> p = Pace(); p.bound(3600.0)  # nothing measured yet: a replay may be starting
+    inf
+    >>> p.see(1000.0, wall=0.0); p.see(1001.0, wall=1.0); p.bound(3600.0)  # live: 1 s per s
+    3600.0
+    >>> p.see(87401.0, wall=2.0); p.bound(3600.0)  # a replay: a day per second
+    172800.0
+    """
+
+    def __init__(self) -> None:
+        self.mark: tuple[float, float] | None = None  # (wall, newest event time) at its start
+        self.newest = float("-inf")
+        self.rate = float("inf")
+
+    def see(self, ts: float, wall: float) -> None:
+        self.newest = max(self.newest, ts)
+        if self.mark is None:
+            self.mark = (wall, self.newest)
+        elif wall - self.mark[0] >= 1.0:
+            self.rate = (self.newest - self.mark[1]) / (wall - self.mark[0])
+            self.mark = (wall, self.newest)
+
+    def bound(self, lateness: float) -> float:
+        return max(lateness, self.rate * SKEW_S)
 
 
 def dead_letter_record(channels: list[str]) -> dict[str, Any]:

@@ -214,13 +214,18 @@ def build_flow(
     is_event = op.branch("identity_events", resolved, lambda o: o[0] == "event")
     linked = op.map("linked", is_event.trues, lambda o: (str(o[1]["customer_id"]), [o[1]]))
 
+    pace = sourcedrift.Pace()  # late events: beyond what this worker's read skew explains
+
     def customer_step(state: Customer | None, groups: list[list[dict[str, Any]]],
                       ) -> tuple[Any, Iterable[Any]]:
         evs = groups[0] if len(groups) == 1 else [ev for group in groups for ev in group]
-        tally = sourcedrift.tally(evs, state.state.last_ts if state else None, ctx.lateness)
+        tally = sourcedrift.tally(evs, state.state.last_ts if state else None,
+                                  pace.bound(ctx.lateness))
         state, out = process_batch(state, evs, ctx)
         if tally:
-            out.append(("tally", tally, max(ev["ts"] for ev in evs)))
+            newest = max(ev["ts"] for ev in evs)
+            pace.see(newest, time.monotonic())
+            out.append(("tally", tally, newest))
         return state, bundle(out, evs)
 
     by_customer = op.merge("by_customer", known.trues, linked)

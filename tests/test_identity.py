@@ -127,3 +127,21 @@ def test_a_shared_device_means_whoever_signed_in_last_in_event_time_in_any_arriv
         assert m.links == {"tablet": "bob"}, name
         assert m.features("bob")["click_count_1h"] == 1 + (name == "late"), name
         assert "tablet" in m.customers["alice"].state.anonymous_ids, name
+
+
+def test_a_merged_anonymous_history_is_not_counted_again_nor_late_by_the_source_monitor():
+    """A visitor browses for two days, then signs in: their clicks reach the customer after the
+    identify, days older than it. The source monitor counted them as the web's late events (a
+    false "late events spiked" alert on a replayed clickstream sorted by time), and twice."""
+    from engine.sourcedrift import tally
+
+    state, counted = None, {}
+    for i in range(10):
+        state, out = resolve(state, click(f"v{i}", T0 + i * 5 * 3600, "visitor", channel="web"))
+        for src, n in tally([o[1] for o in out], None, 3600.0).items():
+            counted[src] = [a + b for a, b in zip(counted.get(src, [0, 0, 0]), n)]
+    state, out = resolve(state, identify("in", T0 + 50 * 3600, "visitor", "c9"))
+    to_customer = [o[1] for o in out if o[0] == "event" and o[1]["customer_id"] == "c9"]
+    assert len(to_customer) == 11  # the identify and the ten clicks, merged
+    assert tally(to_customer, None, 3600.0) == {"unknown": [1, 0, 0]}  # the identify alone
+    assert counted == {"web": [10, 0, 0]}  # each click counted once, when it arrived

@@ -215,3 +215,28 @@ def test_drift_through_the_api_and_flow(api, flow) -> None:
     assert body["sources"]["web"]["dead_letters"] == 6 // 2 + 3 * 40  # 1 in odd calls, then 40s
     assert body["sources"]["app"]["dead_letter"]["spikes"] == 0
     assert body["sources"]["app"]["state"] == "stable"
+
+
+def test_a_fast_replay_of_a_sorted_clickstream_has_no_late_events(api, flow) -> None:
+    """Retailrocket-like visitors, a fifth of them signing in and buying, sorted by time and
+    posted at once: a customer's events come through two partition streams (their own, and
+    their cookie's), read side by side. 4-9% of the web's events counted as late (and raised
+    "late events spiked") in a 100,000-event replay; nothing is late in this file."""
+    rng = random.Random(3)
+    rows = []
+    for v in range(700):
+        t = T0 + rng.uniform(0, 120 * 86400)
+        for n in range(rng.randrange(10, 40)):
+            rows.append(ev(f"rr{v}-{n}", "click", round(t, 3), None, anonymous_id=f"v{v}",
+                           action="product_view", category="c1", channel="web"))
+            t += rng.uniform(600, 86400 * 3)
+            if rng.random() < 0.02:
+                rows += [ev(f"rr{v}-{n}-i", "identify", round(t, 3), f"u{v}", anonymous_id=f"v{v}"),
+                         ev(f"rr{v}-{n}-t", "transaction", round(t + 30, 3), f"u{v}",
+                            amount=50.0, channel="web")]
+    rows.sort(key=lambda r: r["ts"])
+    for k in range(0, len(rows), 1000):
+        assert api.post("/v1/events", json=rows[k:k + 1000]).json()["accepted"] == len(rows[k:k + 1000])
+    flow.drain()
+    web = get_json(api, "/v1/models")["sources"]["web"]
+    assert (web["late_events"], web["events"]) == (0, sum(r.get("channel") == "web" for r in rows))
