@@ -2,12 +2,13 @@
 a cooldown after a rejection, suppression after an acceptance, and consistency across channels.
 
 The contact state is a small dict kept in Redis per customer (shared by all API processes):
-`{"imp": [[ts, channel, kind], ...], "rej": {offer: ts}, "acc": {offer: ts},
+`{"imp": [[ts, channel, kind, offer], ...], "rej": {offer: ts}, "acc": {offer: ts},
 "lead": [offer, ts, channel]}`. `lead` is the leading offer last served: for
 `consistency_minutes` after it, every channel leads with the same offer while it is still
 allowed (consent, rules, caps, cooldowns), so the website and the agent on the phone tell the
 customer the same thing; a response to it, or anything that makes it no longer a candidate, is
-the material change that releases it.
+the material change that releases it. An offer shown again on a channel within
+`same_contact_minutes` of its last showing there is the same contact: the caps count it once.
 
 >>> p = Policy.parse({"caps": [{"name": "weekly", "kinds": ["offer"], "window_days": 7, "max": 1}]})
 >>> state = record({}, [("o1", "offer")], "web", now=0.0)
