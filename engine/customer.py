@@ -132,7 +132,10 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     if kind == "decision":
         out += on_decision(c, ev, ctx)
     elif kind != "tick":
+        owner = st.owner
         st.update(ev)
+        if st.owner != owner and owner is not None:  # the account changed hands
+            out.append(("owner", st.customer_id, owner, st.owner))
         if kind == "transaction" and ev.get("kind", "purchase") == "purchase" and c.exposures:
             cats = {i["category"] for i in ev.get("items", []) if i.get("category")}
             out += uplift.on_purchase(c.exposures, cats, ev["ts"])

@@ -84,6 +84,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         clock = 0.0
         models_changed = False
         alerts = 0
+        handovers: list[tuple[str, str, str]] = []
         for item in _flat(items):
             kind = item[0]
             if kind == "document":  # a profile document, encoded (`flows.main.bundle`)
@@ -120,6 +121,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                     pipe.zadd(store.WATCH, {item[1]: item[2]})
             elif kind == "link":
                 pipe.set(store.anon(item[1]), item[2])
+            elif kind == "owner":  # after this batch's alerts are written
+                handovers.append(item[1:])
             elif kind == "forget":
                 self._profiles(pipe, profiles)  # in order with the deletes
                 pipe.delete(store.customer(item[1]))
@@ -135,6 +138,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.execute()
         elif commands := connect.queued(pipe):
             self.wire.execute(commands)  # the first error reply is raised
+        for cid, old, new in handovers:
+            self.hand_over(cid, old, new)
         self.alerts_since_trim += alerts
         if self.alerts_since_trim >= TRIM_EVERY:
             self.alerts_since_trim = 0
@@ -173,6 +178,26 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             key = store.customer_alerts(alert["customer_id"])
             pipe.zadd(key, {aid: ts})
             pipe.zremrangebyrank(key, 0, -PER_CUSTOMER_ALERTS - 1)
+
+    def hand_over(self, cid: str, old: str, new: str) -> None:
+        """The customer's open alerts that were the old owner's become the new owner's (as a
+        CRM moves open tasks with an account): listed under `owner=<new>`. Acknowledged ones
+        stay as they were handled; the live stream and webhooks told the old owner."""
+        ids = self.client.zrange(store.customer_alerts(cid), 0, -1)
+        if not ids:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        pipe.hmget(store.ALERT_DOCS, ids)
+        pipe.hmget(store.ALERT_STATUS, ids)
+        docs, statuses = pipe.execute()
+        moved = {}
+        for aid, raw, status in zip(ids, docs, statuses):
+            if raw is not None and status is None:  # open: no status written yet
+                alert = store.decode(raw)
+                if alert.get("owner") == old:
+                    moved[aid] = store.encode({**alert, "owner": new})
+        if moved:
+            self.client.hset(store.ALERT_DOCS, mapping=moved)
 
     def trim_alerts(self) -> None:
         """Keep the alert index and documents as long as the alert stream (oldest out)."""

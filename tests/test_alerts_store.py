@@ -88,3 +88,28 @@ def test_trim_keeps_the_newest_alerts_in_event_time(api, redis_url, r):
     w.trim_alerts()
     assert r.zcard(store.ALERT_INDEX) == 10 and r.hlen(store.ALERT_DOCS) == 10
     assert [a["alert_id"] for a in listed(api, limit=100)] == [f"al-{i}" for i in range(29, 19, -1)]
+
+
+def test_open_alerts_follow_the_account_to_its_new_owner(api, flow) -> None:
+    """rep1 hands the account to rep2: the open alert is listed under rep2 (it stayed rep1's,
+    so rep2 never saw it); the one rep1 acknowledged stays theirs; new alerts go to rep2."""
+    from tests.conftest import ev, get_json
+
+    t = 1_767_225_600.0
+    api.post("/v1/events", json=[
+        ev("h-p", "profile", t, "acct", attributes={"owner": "rep1"}),
+        ev("h-t", "transaction", t + 1, "acct", amount=1500.0),                # big spender
+        ev("h-c", "call", t + 2, "acct", reason="cancel_request")])             # asked to cancel
+    flow.drain()
+    raised = {a["data"]["rule"]: a for a in listed(api, owner="rep1")}
+    assert set(raised) == {"big_spender_no_card", "asked_to_cancel"}
+    api.post(f"/v1/alerts/{raised['asked_to_cancel']['alert_id']}/ack")
+    api.post("/v1/events", json=[ev("h-p2", "profile", t + 3, "acct", owner="rep2")])
+    flow.drain()
+    assert [a["data"]["rule"] for a in listed(api, owner="rep2")] == ["big_spender_no_card"]
+    assert [a["data"]["rule"] for a in listed(api, owner="rep1")] == ["asked_to_cancel"]
+    profile = get_json(api, "/v1/customers/acct")
+    assert profile["owner"] == "rep2" and [a["owner"] for a in profile["alerts"]] == ["rep2"]
+    api.post("/v1/events", json=[ev("h-c2", "call", t + 40 * 86400, "acct", reason="cancel_request")])
+    flow.drain()
+    assert [a["data"]["rule"] for a in listed(api, owner="rep2")][0] == "asked_to_cancel"
