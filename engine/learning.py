@@ -57,6 +57,7 @@ class ModelState:
     stats: OfferStats = field(default_factory=OfferStats)
     published: int = -1
     published_version: int = -1  # the model version last published with its weights
+    published_at: float = 0.0  # wall time of the last publish
     changes: int = 0
     last_ts: float = 0.0
     drift_alerted_at: int | None = None
@@ -148,15 +149,42 @@ def drift_alert(state: ModelState, kind: str) -> Alert | None:
                  data={"model": m.name, **data})
 
 
-def to_publish(state: ModelState, every: int) -> str | None:
-    """What to publish: the first version at once, then every `every` changes "model" (weights
-    and figures) when the model learned since, else "meta" (its figures: impressions, feedback
-    counts); None in between. Impressions come with every decision: republishing unchanged
-    weights for them made the API reload models ~20 times a second at 1,000 decisions/s."""
-    if state.published < 0 or state.changes - state.published >= every:
+PUBLISH_GAP_S = 1.0  # a model's weights are published at most this often by the time rule
+
+
+def publish_at(state: ModelState) -> float | None:
+    """When the weights learned since the last publish become due by the time rule (the flow
+    wakes the model's key then, so learning reaches the API with no further item arriving)."""
+    if state.model.version == state.published_version:
+        return None
+    return state.published_at + PUBLISH_GAP_S
+
+
+def to_publish(state: ModelState, every: int, now: float = 0.0,
+               gap_s: float = PUBLISH_GAP_S) -> str | None:
+    """What to publish: the first version at once; then "model" (weights and figures) when the
+    model learned since and either `every` changes passed or `gap_s` seconds of wall time since
+    the last publish, else "meta" (its figures: impressions, feedback counts) every `every`
+    changes; None in between. Impressions come with every decision: republishing unchanged
+    weights for them made the API reload models ~20 times a second at 1,000 decisions/s. The
+    time rule, with the flow waking the model at `publish_at`, is what makes learning reach the
+    API within a second for an offer answered rarely: a count alone left its weights
+    unpublished until 50 more changes, days later.
+
+    >>> st, _ = apply(None, "offer:o", ("impression", "offer:o", False, 0.0))
+    >>> to_publish(st, 50, now=100.0), to_publish(st, 50, now=100.5)
+    ('model', None)
+    >>> st, _ = apply(st, "offer:o", ("example", "offer:o", {"a": 1.0}, True, 0.0, {}))
+    >>> to_publish(st, 50, now=100.5), to_publish(st, 50, now=101.0)  # learned: a second on
+    (None, 'model')
+    """
+    due = state.changes - state.published >= every
+    learned = state.model.version != state.published_version
+    if state.published < 0 or (learned and (due or now - state.published_at >= gap_s)):
+        state.published, state.published_at = state.changes, now
+        state.published_version = state.model.version
+        return "model"
+    if due:
         state.published = state.changes
-        if state.model.version != state.published_version:
-            state.published_version = state.model.version
-            return "model"
         return "meta"
     return None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import pickle
 from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
 from typing import Any
 
 from bytewax.dataflow import Stream
@@ -36,10 +37,34 @@ class _Logic(StatefulBatchLogic[Any, Any, bytes]):
         return pickle.dumps(self.state, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-def batched(step_id: str, up: KeyedStream[Any], step: Step,
-            snapshots: bool = True) -> KeyedStream[Any]:
+class _Waking(_Logic):
+    """A key that asks to be woken at a wall time (`wake(state)`, Unix seconds or None), to
+    emit what is due then (`on_wake(state) -> (state, outputs)`) with no item arriving."""
+
+    def __init__(self, step: Step, resume: bytes | None, snapshots: bool,
+                 wake: Callable[[Any], float | None], on_wake: Callable[[Any], tuple[Any, Any]],
+                 ) -> None:
+        super().__init__(step, resume, snapshots)
+        self.wake, self.on_wake = wake, on_wake
+
+    def notify_at(self) -> datetime | None:
+        at = self.wake(self.state) if self.state is not None else None
+        return datetime.fromtimestamp(at, UTC) if at is not None else None
+
+    def on_notify(self) -> tuple[Iterable[Any], bool]:
+        self.state, out = self.on_wake(self.state)
+        return out, self.state is None
+
+
+def batched(step_id: str, up: KeyedStream[Any], step: Step, snapshots: bool = True,
+            wake: Callable[[Any], float | None] | None = None,
+            on_wake: Callable[[Any], tuple[Any, Any]] | None = None) -> KeyedStream[Any]:
     """`step(state, items) -> (state, outputs)` per key per batch; state None drops the key.
-    `snapshots=False` when the flow runs without recovery (no one would read them)."""
+    `snapshots=False` when the flow runs without recovery (no one would read them). With
+    `wake` and `on_wake`, a key is also called at the wall time `wake(state)` asks for."""
+    if wake is not None and on_wake is not None:
+        return stateful_batch(step_id, up,
+                              lambda resume: _Waking(step, resume, snapshots, wake, on_wake))
     return stateful_batch(step_id, up, lambda resume: _Logic(step, resume, snapshots))
 
 

@@ -244,16 +244,18 @@ def build_flow(
                 if alert := learning.drift_alert(state, kind):
                     out.append(("alert", alert.to_dict()))
         assert state is not None
-        what = learning.to_publish(state, settings.model_publish_every)
+        return state, out + publication(state)
+
+    def publication(state: learning.ModelState) -> list[Any]:
+        what = learning.to_publish(state, settings.model_publish_every, time.time())
         if what == "model":
-            out.append(("model", state.model.name, sign(state.publishable(), secret),
-                        state.meta()))
-        elif what == "meta":
-            out.append(("model_meta", state.model.name, state.meta()))
-        return state, out
+            return [("model", state.model.name, sign(state.publishable(), secret), state.meta())]
+        return [("model_meta", state.model.name, state.meta())] if what == "meta" else []
 
     by_model = op.key_on("by_model", to_models.trues, lambda o: o[1])
-    learned = op.key_rm("learned", batched("learn", by_model, model_step, snap))
+    learned = op.key_rm("learned", batched(  # learning not yet published is, a moment later
+        "learn", by_model, model_step, snap, wake=learning.publish_at,
+        on_wake=lambda state: (state, publication(state))))
     monitored = _source_monitor(op.merge("all_tallies", tallies.trues, dead.trues), snap)
     op.output("redis", op.merge("writes", dead.falses, is_event.falses, to_models.falses, learned,
                                 valued, monitored), sink)

@@ -56,3 +56,39 @@ def test_a_burst_of_notices_makes_few_reloads_and_the_last_is_applied(
     assert first < 0.5  # a lone notice after a quiet second is applied at once, not a gap later
     assert 2 <= len(reloads) <= 4, len(reloads)  # 100 notices in ~2 s: one reload a second
     assert max(reloads) >= last_notice - 0.05  # the burst's end was reloaded
+
+
+def test_an_offer_answered_rarely_reaches_the_api_at_once_with_the_default_cadence(
+        settings: Settings) -> None:
+    """The flow published an offer model's weights every 50 changes (impressions, answers): one
+    answer to a rarely shown offer waited for 49 more before the API learned from it."""
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+    from tests.conftest import KEY, FlowProcess, ev, get_json, wait_for
+
+    settings.model_publish_every = 50  # the default; the test settings publish every change
+    settings.control_share = 0.0
+    flow = FlowProcess(settings)
+    try:
+        with TestClient(create_app(settings), headers={"Authorization": f"Bearer {KEY}"}) as api:
+            t = 1_767_225_600.0
+            api.post("/v1/events", json=[ev("r-c", "consent", t, "rare", purpose="marketing",
+                                            granted=True)])
+            flow.drain()
+            d = api.post("/v1/decisions", json={"customer_id": "rare", "channel": "web",
+                                                "offers": ["garden_sale"]}).json()
+            assert [o["offer_id"] for o in d["offers"]] == ["garden_sale"]
+            flow.drain()  # the impression: the model's first version, published at once
+
+            def learned() -> int:
+                models = get_json(api, "/v1/models")["models"]
+                return next((m["examples"] for m in models if m["name"] == "offer:garden_sale"), -1)
+
+            assert wait_for(lambda: learned() == 0, timeout=10)
+            api.post(f"/v1/decisions/{d['decision_id']}/feedback",
+                     json={"offer_id": "garden_sale", "outcome": "accepted"})
+            flow.drain()
+            assert wait_for(lambda: learned() == 1, timeout=10)
+    finally:
+        flow.stop()
