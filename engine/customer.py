@@ -7,6 +7,7 @@ bytewax's per-customer state; tests call it directly.
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -17,7 +18,15 @@ from engine.alerts import Cooldown, alive_alert, churn_alert
 from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
 from engine.opportunity import AlertRules
-from engine.responses import Output, Pending, example, expire, on_decision, on_feedback
+from engine.responses import (
+    Output,
+    Pending,
+    example,
+    expire,
+    next_deadline,
+    on_decision,
+    on_feedback,
+)
 from engine.scoring import scorer_for
 from engine.types import Event
 from engine.vector import vectorize
@@ -93,22 +102,57 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
     """Fold a batch of one customer's events in, then compute features, scores, alerts and the
     profile document once: the same result as one event at a time, at a fraction of the cost."""
     out: list[Output] = []
-    touched = False
+    touched, soonest = False, None  # soonest: the earliest reward window of decisions folded in
     for ev in events:
         if ev["type"] in ("forget", "erase"):
             out += _drop(c, ev)
             c, touched = None, False
             continue
+        if c is None and ev["type"] == "tick":
+            continue  # for a customer since forgotten or erased: nothing to wake
         c = c or Customer(CustomerState(ev["customer_id"], ctx.lateness))
         # a decision changes no feature and nothing in the document: not re-snapshotted for it
-        touched = (_fold(c, ev, ctx, out) and ev["type"] != "decision") or touched
-    if c is not None and touched:
-        # clicks alone do not move outcome scores enough to re-score (the API re-scores on read)
-        _finish(c, ctx, out, rescore=any(ev["type"] not in ("click", "decision") for ev in events),
-                events=events)
+        if _fold(c, ev, ctx, out):
+            if ev["type"] != "decision":
+                touched = True
+            elif (pend := c.pending.get(ev["decision_id"])) and pend.deadlines:
+                soonest = min(soonest or math.inf, *pend.deadlines.values())
+    if c is not None and soonest is not None and not touched:  # decisions alone: a watch sooner
+        w = c.watch_at  # one passed was ticked (or its tick is on its way, and rewatches)
+        if w is None or w <= c.state.last_ts or soonest < w:  # ignored if the customer is silent
+            c.watch_at = soonest
+            out.append(("watch", c.state.customer_id, soonest))
+    elif c is not None and touched:
+        if all(ev["type"] == "tick" for ev in events) and not _silence_due(c):
+            _rewatch(c, out)  # a tick that only settled offers as ignored: nothing else changed
+        else:  # clicks alone do not move outcome scores enough to re-score (the API does on read)
+            _finish(c, ctx, out, events=events,
+                    rescore=any(ev["type"] not in ("click", "decision") for ev in events))
     if c is not None:
         c.state.release()
     return c, out
+
+
+def _silence_deadlines(c: Customer) -> tuple[float | None, float | None]:
+    return drift.watch_deadline(c.state.purchase_days), getattr(c, "alive_at", None)
+
+
+def _silence_due(c: Customer) -> bool:
+    """Has the clock reached a moment when this customer's silence becomes abnormal?"""
+    return any(d is not None and d <= c.state.last_ts for d in _silence_deadlines(c))
+
+
+def _rewatch(c: Customer, out: list[Output]) -> None:
+    """The next event time at which silence matters to this customer (a watch tick then): when
+    it would become abnormal (alerts), or an offer's reward window closes (ignored: a customer
+    who never comes back would otherwise leave the offer models with no negative)."""
+    st = c.state
+    due = [d for d in (*_silence_deadlines(c), next_deadline(c))
+           if d is not None and d > st.last_ts]  # a passed deadline has had its tick
+    deadline = min(due) if due else None
+    if deadline != c.watch_at:
+        c.watch_at = deadline
+        out.append(("watch", st.customer_id, deadline))
 
 
 def _drop(c: Customer | None, ev: Event) -> list[Output]:
@@ -163,14 +207,8 @@ def _finish(c: Customer, ctx: Context, out: list[Output], rescore: bool = True,
             out += _alerts(c, c.scores, st.last_ts, ctx, models, rules)
     extra = {"offers": _offer_scores(c, ctx, features)} if rules.wants_offer_scores else {}
     out += _behaviour_alerts(c, features, rules, rescore, extra)
-    alive_at = _alive(c, ctx, rules, out) if rescore else getattr(c, "alive_at", None)
-    c.alive_at = alive_at
-    due = [d for d in (drift.watch_deadline(st.purchase_days), alive_at)
-           if d is not None and d > st.last_ts]  # a passed deadline has had its tick
-    deadline = min(due) if due else None
-    if deadline != c.watch_at:  # when this customer's silence would become abnormal
-        c.watch_at = deadline
-        out.append(("watch", st.customer_id, deadline))
+    c.alive_at = _alive(c, ctx, rules, out) if rescore else getattr(c, "alive_at", None)
+    _rewatch(c, out)
     doc = snapshot(c, features, c.scores)
     if doc["v"] and any(ev.get("type") == "transaction" for ev in events):
         out.append(("summary", "population", st.customer_id, doc["v"], st.last_ts))

@@ -97,6 +97,11 @@ def on_feedback(c: Customer, ev: Event) -> list[Output]:
             ("feedback", "offer:" + offer, outcome, value, False, ev["ts"])]
 
 
+def next_deadline(c: Customer) -> float | None:
+    """The earliest reward window still open: when silence settles an offer as ignored."""
+    return min((d for pend in c.pending.values() for d in pend.deadlines.values()), default=None)
+
+
 def expire(c: Customer, now: float) -> list[Output]:
     """Offers with no feedback within their reward window count as ignored (a negative)."""
     out: list[Output] = []

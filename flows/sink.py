@@ -26,6 +26,7 @@ SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
 UNWATCH = "if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then " \
           "redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end return 0"
 SWEEP_EVERY_S = 3600.0  # event time between silence sweeps
+SWEEP_BATCH = 2000  # watched customers ticked per round of a sweep
 # wall time between sweeps by the first worker's timer: the event-time clock can stand still
 # with customers overdue (a file replayed customer by customer reaches its last day with the
 # first customer; every later customer's silence was then never ticked)
@@ -126,6 +127,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             elif kind == "forget":
                 self._profiles(pipe, profiles)  # in order with the deletes
                 pipe.delete(store.customer(item[1]))
+                pipe.zrem(store.WATCH, item[1])
             elif kind == "erase":
                 self._profiles(pipe, profiles)
                 self._erase(pipe, *item[1:])
@@ -228,13 +230,19 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 if not self.stopping.is_set():  # not the client closed under it at shutdown
                     LOG.exception("silence sweep failed; trying again in %.0f s", SWEEP_WALL_S)
 
-    def sweep(self, clock: float) -> None:
-        """Tick the customers whose silence became abnormal by `clock` (event time): the tick
-        goes through their partition like any event, so their own state decides."""
-        due = self.client.zrangebyscore(store.WATCH, "-inf", clock, start=0, num=2000,
+    def sweep(self, clock: float, rounds: int = 10) -> None:
+        """Tick the customers whose silence mattered by `clock` (event time: abnormal, or an
+        offer's reward window closed), up to `rounds` x 2,000 of them: the tick goes through
+        their partition like any event, so their own state decides."""
+        for _ in range(rounds):
+            if self._sweep(clock) < SWEEP_BATCH:
+                return
+
+    def _sweep(self, clock: float) -> int:
+        due = self.client.zrangebyscore(store.WATCH, "-inf", clock, start=0, num=SWEEP_BATCH,
                                         withscores=True)
         if not due:
-            return
+            return 0
         pipe = self.client.pipeline(transaction=False)
         for member, deadline in due:
             cid = member.decode()
@@ -244,6 +252,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             self._call(self.ingest, keys, args, pipe)
             self._call(self.unwatch, [store.WATCH], [cid, repr(deadline)], pipe)
         pipe.execute()
+        return len(due)
 
     def _erase(self, pipe: Any, cid: str, anon_ids: list[str], decisions: list[str],
                record: tuple[Any, ...] = (None, None, None)) -> None:

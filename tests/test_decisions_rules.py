@@ -165,7 +165,8 @@ def test_reward_window_counts_ignored_and_records_late_feedback() -> None:
     x = {"clicks": 1.0}
     decision = ev("d1", "decision", T0, "c1", decision_id="D1", offers=["a", "b"], x=x)
     c, out = process_batch(None, [decision], ctx)
-    assert [o[0] for o in out if o[0] != "profile"] == ["impression", "impression"]
+    assert [o[0] for o in out if o[0] != "profile"] == ["impression", "impression", "watch"]
+    assert out[-1] == ("watch", "c1", T0 + 2 * DAY)  # woken when the windows close
     # `a` answered within its window: learned as a positive
     c, out = process_batch(c, [ev("f1", "feedback", T0 + DAY, "c1", decision_id="D1",
                                   offer_id="a", outcome="accepted", value=20.0)], ctx)
@@ -184,6 +185,51 @@ def test_reward_window_counts_ignored_and_records_late_feedback() -> None:
         state, _ = apply(state, item[1], item)
     assert state is not None and state.stats.late == 1 and state.stats.accepted == 1
     assert state.stats.ignored == 0 and state.stats.revenue == 15.0
+
+
+def test_a_customer_who_never_comes_back_still_teaches_the_offer_models_ignored() -> None:
+    """Most visitors shown an offer never return. Their offers settled as ignored only on their
+    next event, so the offer models learned no negative from them. The decision now schedules
+    a watch tick for when its reward window closes; the tick settles it, and rewrites nothing
+    else (no features, alerts or document: a decision record changed none)."""
+    ctx = Context(reward_window=lambda offer: 2 * DAY)
+    x = {"clicks": 1.0}
+    c, out = process_batch(None, [ev("v-c", "click", T0 - 60, "v1")], ctx)
+    c, out = process_batch(c, [ev("d1", "decision", T0, "v1", decision_id="D1", offers=["a"],
+                                  x=x),
+                               ev("d2", "decision", T0 + DAY, "v1", decision_id="D2",
+                                  offers=["b"], x=x)], ctx)
+    assert out[-1] == ("watch", "v1", T0 + 2 * DAY)  # the earlier window first
+    tick = {"type": "tick", "_internal": True, "customer_id": "v1", "ts": T0 + 2 * DAY + 5,
+            "event_id": f"tick:v1:{T0 + 2 * DAY:.0f}"}
+    c, out = process_batch(c, [tick], ctx)
+    assert ("example", "offer:a", x, False, T0 + 2 * DAY, {}) in out
+    assert [o for o in out if o[0] not in ("example", "feedback")] == [
+        ("watch", "v1", T0 + 3 * DAY)]  # then b's window; no profile document rewritten
+    c, out = process_batch(c, [dict(tick, ts=T0 + 3 * DAY + 5, event_id="tick:v1:2")], ctx)
+    assert ("feedback", "offer:b", "ignored", 0.0, False, T0 + 3 * DAY) in out
+    assert out[-1] == ("watch", "v1", None) and not c.pending
+    forgotten, out = process_batch(None, [tick], ctx)  # a tick for a customer since forgotten
+    assert forgotten is None and out == []
+
+
+def test_an_offer_shown_to_a_visitor_who_never_returns_is_counted_ignored(api, flow,
+                                                                           settings) -> None:
+    """Through the API, the flow and the sink's sweep: the visitor's only trace is the decision;
+    once the engine's clock passes the offer's reward window, it counts as ignored."""
+    settings.control_share = 0.0
+    api.post("/v1/events", json=[ev("g-c", "consent", T0, "gone", purpose="marketing",
+                                    granted=True)])
+    flow.drain()
+    d = api.post("/v1/decisions", json={"customer_id": "gone", "channel": "web",
+                                        "offers": ["garden_sale"]}).json()
+    assert [o["offer_id"] for o in d["offers"]] == ["garden_sale"]
+    flow.drain()
+    api.post("/v1/events", json=[ev("g-k", "click", T0 + 8 * DAY, "someone")])  # time passes
+    flow.drain()
+    perf = wait_for(lambda: (p := get_json(api, "/v1/offers/garden_sale/performance"))["ignored"]
+                    and p, timeout=20)
+    assert (perf["impressions"], perf["ignored"], perf["accepted"]) == (1, 1, 0)
 
 
 def test_an_answer_to_an_offer_made_elsewhere_is_learned_and_counted_apart() -> None:
