@@ -247,6 +247,21 @@ def test_agent_view_shows_the_customer_and_accepting_moves_the_count(driver, eng
     assert page_errors(driver) == []
 
 
+def test_agent_view_puts_retention_first_for_a_customer_asking_to_cancel(driver, engine, client):
+    """No consent record and no churn model needed: a cancel request puts the agent's retention
+    actions first, says so, and says why no marketing offer is there."""
+    post_events(client, [ev("quit-p", "profile", T0, "quitter", owner="rep3"),
+                         ev("quit-c", "call", T0 + 50, "quitter", reason="cancel_request",
+                            sentiment=-0.6)])
+    drain(client)
+    open_view(driver, engine, "agent/quitter")
+    actions = wait(driver, lambda d: css_all(d, "#actions li.action"))
+    assert "retention actions first" in css(driver, "#at-risk").text
+    assert actions[0].get_attribute("class") == "action kind-retention"
+    assert "no marketing consent" in css(driver, "#excluded").text
+    assert page_errors(driver) == []
+
+
 def test_agent_view_says_when_the_customer_is_unknown(driver, engine):
     open_view(driver, engine, "agent/nobody-here")
     assert "No customer" in wait(driver, lambda d: css(d, "#agent-error")).text

@@ -186,10 +186,22 @@ function actionsPanel(nba, cards, reload) {
       h("p", { class: "notice" }, problem(nba.reason, "Next best actions")));
   }
   const list = h("ol", { class: "actions" }, cards.map(actionCard));
+  const atRisk = (nba.value.summary || {}).at_risk;
   return h("div", { class: "card", id: "actions" }, head,
+    atRisk ? h("p", { class: "notice", id: "at-risk" },
+      "At risk of leaving (churn risk, or asked to cancel lately): retention actions first.") : null,
     nba.value.explored
       ? h("p", { class: "muted small" }, "This answer includes an exploratory choice.") : null,
-    cards.length ? list : h("p", { class: "muted" }, "No eligible action for this customer now."));
+    cards.length ? list : h("p", { class: "muted" }, "No eligible action for this customer now."),
+    excludedNote(nba.value.excluded));
+}
+
+// why the other actions are not here: reason -> number of actions (the API's "excluded")
+function excludedNote(excluded) {
+  const parts = Object.entries(excluded || {}).sort((a, b) => b[1] - a[1]);
+  if (!parts.length) return null;
+  return h("p", { class: "muted small", id: "excluded" },
+    "Not offered: " + parts.map(([why, n]) => `${why} (${n})`).join(", "));
 }
 
 function actionCard(card) {
