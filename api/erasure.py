@@ -55,15 +55,15 @@ async def erase(st: Any, cid: str, doc: dict[str, Any] | None, now: float) -> di
     r, s = st.redis, st.settings
     anon_ids = list((doc or {}).get("ids", []))
     ids = {cid, *anon_ids, *("anon:" + a for a in anon_ids)}
-    decisions = {d.decode() for d in await r.zrange(store.customer_decisions(cid), 0, -1)}
+    whose = [cid, *("anon:" + a for a in anon_ids)]  # and what was kept as their visitor before
+    decisions = {d.decode() for w in whose for d in await r.zrange(store.customer_decisions(w), 0, -1)}
     pipe = r.pipeline(transaction=False)
-    for key in store.customer_keys(cid):  # one key per DEL: cluster pipelines need it
+    for key in (k for w in whose for k in store.customer_keys(w)):  # one per DEL: clusters
         pipe.delete(key)
-    pipe.srem(store.CUSTOMERS, cid)
-    pipe.zrem(store.WATCH, cid)
+    pipe.srem(store.CUSTOMERS, *whose)
+    pipe.zrem(store.WATCH, *whose)
     for a in anon_ids:
         pipe.delete(store.anon(a))
-        pipe.delete(store.customer("anon:" + a))
     for d in decisions | set((doc or {}).get("d", [])):  # "d": documents written before the index
         pipe.delete(store.decision(d))
     await pipe.execute()

@@ -21,8 +21,10 @@ from engine.opportunity import AlertRules
 from engine.responses import (
     Output,
     Pending,
+    adopt,
     example,
     expire,
+    handed_over,
     next_deadline,
     on_decision,
     on_feedback,
@@ -157,8 +159,10 @@ def _rewatch(c: Customer, out: list[Output]) -> None:
 
 def _drop(c: Customer | None, ev: Event) -> list[Output]:
     cid = ev["customer_id"]
-    if ev["type"] == "forget":
-        return [("forget", cid)]
+    if ev["type"] == "forget":  # merged into `into` on identify; its open decisions go along
+        pending = handed_over(c) if c is not None and ev.get("into") else []
+        handover = [("adopt", ev["into"], pending, ev["ts"])] if pending else []
+        return [*handover, ("forget", cid)]
     record = (ev.get("_p"), ev.get("_id"), ev["event_id"])
     if c is None:
         return [("erase", cid, [], [], record)]
@@ -175,6 +179,8 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     kind = ev["type"]
     if kind == "decision":
         out += on_decision(c, ev, ctx)
+    elif kind == "adopt":
+        adopt(c, ev["decisions"])
     elif kind != "tick":
         owner = st.owner
         st.update(ev)

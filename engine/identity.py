@@ -47,7 +47,7 @@ def resolve(state: Anonymous | None, ev: Event) -> tuple[Anonymous, list[tuple[A
         out += [("event", {**kept, "customer_id": cid, "_merged": True}) for kept in state.kept]
         if first_link:  # the pseudo-customer goes, in order after its own events
             out.append(("event", {"type": "forget", "_internal": True, "customer_id": "anon:" + anon,
-                                  "event_id": "forget:" + anon, "ts": ev["ts"]}))
+                                  "event_id": "forget:" + anon, "ts": ev["ts"], "into": cid}))
         state.kept = []
         return state, out
     if state.customer_id is not None:

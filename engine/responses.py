@@ -97,6 +97,26 @@ def on_feedback(c: Customer, ev: Event) -> list[Output]:
             ("feedback", "offer:" + offer, outcome, value, False, ev["ts"])]
 
 
+def handed_over(c: Customer) -> list[dict[str, Any]]:
+    """The pending decisions of an anonymous visitor who signed in, for their customer to adopt:
+    the visitor's answers (a sign-in to claim an offer is common) then count as the engine's
+    own, learned with the inputs the decision was made with."""
+    return [{"decision_id": did, "ts": p.ts, "x": p.inputs(), "deadlines": p.deadlines,
+             "channel": p.channel} for did, p in c.pending.items() if p.deadlines]
+
+
+def adopt(c: Customer, decisions: list[dict[str, Any]]) -> None:
+    """Pending decisions handed over (`handed_over`): those not answered here already."""
+    for d in decisions:
+        did = d["decision_id"]
+        if did not in c.pending and _crc(did) not in c.settled:
+            last = next(reversed(c.pending.values()), None)
+            c.pending[did] = Pending(d["ts"], _pack(d["x"], last), dict(d["deadlines"]),
+                                     d.get("channel"))
+    while len(c.pending) > MAX_PENDING:  # the bound holds; the oldest leave unlearned
+        del c.pending[next(iter(c.pending))]
+
+
 def next_deadline(c: Customer) -> float | None:
     """The earliest reward window still open: when silence settles an offer as ignored."""
     return min((d for pend in c.pending.values() for d in pend.deadlines.values()), default=None)

@@ -39,7 +39,7 @@ from flows.sink import RedisSink
 from flows.source import Item, RedisStreamSource
 
 LOG = logging.getLogger("nextbest.flow")
-INTERNAL = {"decision", "erase", "tick", "forget", "dead_letters"}
+INTERNAL = {"decision", "erase", "tick", "forget", "dead_letters", "adopt"}
 
 
 def parse_item(item: Item, latest: float | None = None) -> tuple[Any, ...]:

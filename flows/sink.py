@@ -124,6 +124,13 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 pipe.set(store.anon(item[1]), item[2])
             elif kind == "owner":  # after this batch's alerts are written
                 handovers.append(item[1:])
+            elif kind == "adopt":  # through the customer's partition, like any event
+                _, cid, decisions, ts = item
+                record = {"type": "adopt", "_internal": True, "customer_id": cid, "ts": ts,
+                          "event_id": f"adopt:{cid}:{ts!r}", "decisions": decisions}
+                keys, args = store.ingest_args(record, self.partitions, self.dedup_ttl,
+                                               self.maxlen)
+                self._call(self.ingest, keys, args, pipe)
             elif kind == "forget":
                 self._profiles(pipe, profiles)  # in order with the deletes
                 pipe.delete(store.customer(item[1]))

@@ -9,7 +9,7 @@ from typing import Any
 from engine import store
 from engine.customer import Context, Customer, process_batch
 from engine.identity import Anonymous, resolve
-from tests.conftest import ev, get_json
+from tests.conftest import ev, get_json, wait_for
 
 T0 = 1_767_225_600.0
 
@@ -145,3 +145,32 @@ def test_a_merged_anonymous_history_is_not_counted_again_nor_late_by_the_source_
     assert len(to_customer) == 11  # the identify and the ten clicks, merged
     assert tally(to_customer, None, 3600.0) == {"unknown": [1, 0, 0]}  # the identify alone
     assert counted == {"web": [10, 0, 0]}  # each click counted once, when it arrived
+
+
+def test_an_offer_made_to_a_visitor_and_taken_after_signing_in_counts_as_the_engines(
+        api, flow, settings):
+    """"Sign in to claim your offer": the decision was the visitor's (anon:<id>); its answer came
+    after identify. The answer went to a pseudo-customer since forgotten (written back as a
+    profile of its own) and counted as feedback to an offer made elsewhere; the offer's
+    acceptance rate lost every sign-in conversion. The visitor's open decisions now go with
+    them to the customer, and the API sends the answer there."""
+    settings.control_share = 0.0
+    api.post("/v1/events", json=[click("s1", T0, "ck-9")])
+    flow.drain()
+    d = api.post("/v1/decisions", json={"anonymous_id": "ck-9", "channel": "web",
+                                        "offers": ["garden_sale"],
+                                        "context": {"consent": {"marketing": True}}}).json()
+    assert d["customer_id"] == "anon:ck-9" and d["offers"][0]["offer_id"] == "garden_sale"
+    flow.drain()
+    api.post("/v1/events", json=[identify("s2", T0 + 60, "ck-9", "claimer")])
+    flow.drain()
+    assert api.post(f"/v1/decisions/{d['decision_id']}/feedback",
+                    json={"offer_id": "garden_sale", "outcome": "accepted"}).status_code == 202
+    flow.drain()
+
+    def performance() -> dict:
+        return get_json(api, "/v1/offers/garden_sale/performance")
+
+    perf = wait_for(lambda: performance()["accepted"] and performance(), timeout=15)
+    assert (perf["impressions"], perf["accepted"], perf["external_feedback"]["responses"]) == (1, 1, 0)
+    assert api.get("/v1/customers/anon:ck-9").status_code == 404  # not written back

@@ -177,9 +177,12 @@ async def post_feedback(decision_id: str, request: HttpRequest, st: State, _: De
     raw = await st.redis.get(store.decision(decision_id))
     if raw is None:
         raise ApiError(404, "not_found", f"decision {decision_id!r} is unknown or expired")
-    _, clock, _ = await profiles.fetch(st, raw.decode())
+    cid = raw.decode()
+    if cid.startswith("anon:"):  # a visitor since signed in: their customer holds the decision
+        cid = await profiles.resolve(st, None, cid.removeprefix("anon:"))
+    _, clock, _ = await profiles.fetch(st, cid)
     event = {"event_id": f"fb:{decision_id}:{body.offer_id}", "type": "feedback",
-             "ts": profiles.now_of(clock), "customer_id": raw.decode(),
+             "ts": profiles.now_of(clock), "customer_id": cid,
              "decision_id": decision_id, "offer_id": body.offer_id, "outcome": body.outcome}
     if body.value is not None:
         event["value"] = body.value
