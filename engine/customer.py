@@ -161,7 +161,7 @@ def _drop(c: Customer | None, ev: Event) -> list[Output]:
     cid = ev["customer_id"]
     if ev["type"] == "forget":  # merged into `into` on identify; its open decisions go along
         pending = handed_over(c) if c is not None and ev.get("into") else []
-        handover = [("adopt", ev["into"], pending, ev["ts"])] if pending else []
+        handover = [("adopt", ev["into"], pending, ev["ts"], cid)] if pending else []
         return [*handover, ("forget", cid)]
     record = (ev.get("_p"), ev.get("_id"), ev["event_id"])
     if c is None:

@@ -174,3 +174,24 @@ def test_an_offer_made_to_a_visitor_and_taken_after_signing_in_counts_as_the_eng
     perf = wait_for(lambda: performance()["accepted"] and performance(), timeout=15)
     assert (perf["impressions"], perf["accepted"], perf["external_feedback"]["responses"]) == (1, 1, 0)
     assert api.get("/v1/customers/anon:ck-9").status_code == 404  # not written back
+
+
+def test_a_visitors_open_decisions_are_handed_to_the_customer_once():
+    ctx, x = Context(), {"clicks": 2.0}
+    anon, _ = process_batch(None, [click("h1", T0, "ck-3", "anon:ck-3")], ctx)
+    anon, _ = process_batch(anon, [ev("hd", "decision", T0 + 1, "anon:ck-3", decision_id="DV",
+                                      offers=["o"], x=x)], ctx)
+    gone, out = process_batch(anon, [{"type": "forget", "_internal": True, "ts": T0 + 5,
+                                      "customer_id": "anon:ck-3", "event_id": "forget:ck-3",
+                                      "into": "cust3"}], ctx)
+    assert gone is None and [o[0] for o in out] == ["adopt", "forget"]
+    _, into, handed, ts, visitor = out[0]
+    assert (into, ts, visitor, [d["decision_id"] for d in handed]) == ("cust3", T0 + 5, "anon:ck-3", ["DV"])
+    record = {"type": "adopt", "_internal": True, "customer_id": "cust3", "ts": ts,
+              "event_id": "adopt:anon:ck-3", "decisions": handed}
+    cust, _ = process_batch(None, [ev("c1", "transaction", T0 + 2, "cust3", amount=5.0), record,
+                                   dict(record)], ctx)  # a redelivery changes nothing
+    assert list(cust.pending) == ["DV"]
+    cust, out = process_batch(cust, [ev("fb", "feedback", T0 + 9, "cust3", decision_id="DV",
+                                        offer_id="o", outcome="accepted")], ctx)
+    assert ("example", "offer:o", x, True, T0 + 9, {}) in out  # learned with the decision's inputs
