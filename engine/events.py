@@ -22,7 +22,6 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    StrictBool,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -187,7 +186,7 @@ class Identify(_Base):
 class Consent(_Base):
     type: Literal["consent"]
     purpose: Literal["marketing", "personalization"]
-    granted: StrictBool
+    granted: bool  # as JSON true/false, or the words tables export: "yes", "No", "TRUE", "0", ...
 
 
 class Feedback(_Base):
@@ -201,7 +200,9 @@ class Feedback(_Base):
 class Outcome(_Base):
     type: Literal["outcome"]
     name: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
-    value: StrictBool | Annotated[float, Field(allow_inf_nan=False)]
+    # a label: true/false, a number (any but 0 is true), or a yes/no word as tables export it
+    # (Telco's Churn "Yes"/"No", the bank campaign's y "yes"/"no")
+    value: bool | Annotated[float, Field(allow_inf_nan=False)]
 
 
 AnyEvent = Annotated[

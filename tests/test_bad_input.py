@@ -153,3 +153,19 @@ def test_every_free_text_field_takes_a_number_as_its_text() -> None:
     assert (ev["event_id"], ev["customer_id"], ev["order_id"]) == ("7", "2.5", "10")
     assert ev["items"][0]["product_id"] == "3" and ev["items"][0]["category"] == "4"
     assert ev["items"][1]["quantity"] == 2.0 and base["event_id"] == 7.0  # the input untouched
+
+
+def test_yes_and_no_from_a_table_are_labels_and_other_words_are_errors() -> None:
+    """Telco's Churn column holds "Yes"/"No", the bank campaign's y "yes"/"no": an outcome or a
+    consent sent so was dead-lettered as not a boolean; the words tables use are read as one."""
+    base = {"event_id": "o", "type": "outcome", "ts": 1_767_225_600, "customer_id": "c",
+            "name": "churned"}
+    assert [validate(base | {"value": v})["value"] for v in ("Yes", "no", "TRUE", "0")] == \
+        [True, False, True, False]
+    assert validate(base | {"value": 3})["value"] == 3.0  # numbers stay numbers (non-zero: true)
+    consent = {"event_id": "g", "type": "consent", "ts": 1_767_225_600, "customer_id": "c",
+               "purpose": "marketing"}
+    assert validate(consent | {"granted": "No"})["granted"] is False
+    for bad in ("maybe", None, ""):
+        with pytest.raises(BadEvent, match="^value"):
+            validate(base | {"value": bad})
