@@ -113,6 +113,8 @@ def adopt(c: Customer, decisions: list[dict[str, Any]]) -> None:
             last = next(reversed(c.pending.values()), None)
             c.pending[did] = Pending(d["ts"], _pack(d["x"], last), dict(d["deadlines"]),
                                      d.get("channel"))
+    if decisions:  # oldest first, as decisions arrive: the bound lets the oldest go
+        c.pending = dict(sorted(c.pending.items(), key=lambda kv: kv[1].ts))
     while len(c.pending) > MAX_PENDING:  # the bound holds; the oldest leave unlearned
         del c.pending[next(iter(c.pending))]
 

@@ -189,9 +189,11 @@ def test_a_visitors_open_decisions_are_handed_to_the_customer_once():
     assert (into, ts, visitor, [d["decision_id"] for d in handed]) == ("cust3", T0 + 5, "anon:ck-3", ["DV"])
     record = {"type": "adopt", "_internal": True, "customer_id": "cust3", "ts": ts,
               "event_id": "adopt:anon:ck-3", "decisions": handed}
-    cust, _ = process_batch(None, [ev("c1", "transaction", T0 + 2, "cust3", amount=5.0), record,
+    cust, _ = process_batch(None, [ev("c1", "transaction", T0 + 2, "cust3", amount=5.0),
+                                   ev("cd", "decision", T0 + 3, "cust3", decision_id="DC",
+                                      offers=["o"], x=x), record,
                                    dict(record)], ctx)  # a redelivery changes nothing
-    assert list(cust.pending) == ["DV"]
+    assert list(cust.pending) == ["DV", "DC"]  # oldest first: the bound lets the oldest go
     cust, out = process_batch(cust, [ev("fb", "feedback", T0 + 9, "cust3", decision_id="DV",
                                         offer_id="o", outcome="accepted")], ctx)
     assert ("example", "offer:o", x, True, T0 + 9, {}) in out  # learned with the decision's inputs
