@@ -160,8 +160,8 @@ def _rewatch(c: Customer, out: list[Output]) -> None:
 def _drop(c: Customer | None, ev: Event) -> list[Output]:
     cid = ev["customer_id"]
     if ev["type"] == "forget":  # merged into `into` on identify; its open decisions go along
-        pending = handed_over(c) if c is not None and ev.get("into") else []
-        handover = [("adopt", ev["into"], pending, ev["ts"], cid)] if pending else []
+        given = handed_over(c) if c is not None and ev.get("into") else {}
+        handover = [("adopt", ev["into"], given, ev["ts"], cid)] if given else []
         return [*handover, ("forget", cid)]
     record = (ev.get("_p"), ev.get("_id"), ev["event_id"])
     if c is None:
@@ -180,7 +180,7 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     if kind == "decision":
         out += on_decision(c, ev, ctx)
     elif kind == "adopt":
-        adopt(c, ev["decisions"])
+        adopt(c, ev.get("decisions", []), ev.get("settled", []))
     elif kind != "tick":
         owner = st.owner
         st.update(ev)

@@ -97,16 +97,22 @@ def on_feedback(c: Customer, ev: Event) -> list[Output]:
             ("feedback", "offer:" + offer, outcome, value, False, ev["ts"])]
 
 
-def handed_over(c: Customer) -> list[dict[str, Any]]:
-    """The pending decisions of an anonymous visitor who signed in, for their customer to adopt:
-    the visitor's answers (a sign-in to claim an offer is common) then count as the engine's
-    own, learned with the inputs the decision was made with."""
-    return [{"decision_id": did, "ts": p.ts, "x": p.inputs(), "deadlines": p.deadlines,
-             "channel": p.channel} for did, p in c.pending.items() if p.deadlines]
+def handed_over(c: Customer) -> dict[str, Any]:
+    """What an anonymous visitor who signed in hands to their customer: the pending decisions
+    (the visitor's answers, a sign-in to claim an offer is common, then count as the engine's
+    own, learned with the inputs the decision was made with) and the settled ones (an answer
+    sent again is not learned twice). Empty when there is nothing to hand over."""
+    pending = [{"decision_id": did, "ts": p.ts, "x": p.inputs(), "deadlines": p.deadlines,
+                "channel": p.channel} for did, p in c.pending.items() if p.deadlines]
+    return {"decisions": pending, "settled": list(c.settled)} if pending or c.settled else {}
 
 
-def adopt(c: Customer, decisions: list[dict[str, Any]]) -> None:
-    """Pending decisions handed over (`handed_over`): those not answered here already."""
+def adopt(c: Customer, decisions: list[dict[str, Any]], settled: list[int] = ()) -> None:  # type: ignore[assignment]
+    """What `handed_over` gave: pending decisions not answered here already, and the settled."""
+    for crc in settled:
+        if crc not in c.settled:
+            c.settled.append(crc)
+    del c.settled[:max(0, len(c.settled) - MAX_SETTLED)]
     for d in decisions:
         did = d["decision_id"]
         if did not in c.pending and _crc(did) not in c.settled:

@@ -125,9 +125,9 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             elif kind == "owner":  # after this batch's alerts are written
                 handovers.append(item[1:])
             elif kind == "adopt":  # through the customer's partition, like any event
-                _, cid, decisions, ts, visitor = item  # once per visitor: identified once
+                _, cid, given, ts, visitor = item  # once per visitor: identified once
                 record = {"type": "adopt", "_internal": True, "customer_id": cid, "ts": ts,
-                          "event_id": f"adopt:{visitor}", "decisions": decisions}
+                          "event_id": f"adopt:{visitor}", **given}
                 keys, args = store.ingest_args(record, self.partitions, self.dedup_ttl,
                                                self.maxlen)
                 self._call(self.ingest, keys, args, pipe)

@@ -179,21 +179,28 @@ def test_an_offer_made_to_a_visitor_and_taken_after_signing_in_counts_as_the_eng
 def test_a_visitors_open_decisions_are_handed_to_the_customer_once():
     ctx, x = Context(), {"clicks": 2.0}
     anon, _ = process_batch(None, [click("h1", T0, "ck-3", "anon:ck-3")], ctx)
-    anon, _ = process_batch(anon, [ev("hd", "decision", T0 + 1, "anon:ck-3", decision_id="DV",
-                                      offers=["o"], x=x)], ctx)
+    anon, _ = process_batch(anon, [
+        ev("hs", "decision", T0 + 1, "anon:ck-3", decision_id="DS", offers=["o"], x=x),
+        ev("hf", "feedback", T0 + 2, "anon:ck-3", decision_id="DS", offer_id="o",
+           outcome="accepted"),  # answered while a visitor
+        ev("hd", "decision", T0 + 3, "anon:ck-3", decision_id="DV", offers=["o"], x=x)], ctx)
     gone, out = process_batch(anon, [{"type": "forget", "_internal": True, "ts": T0 + 5,
                                       "customer_id": "anon:ck-3", "event_id": "forget:ck-3",
                                       "into": "cust3"}], ctx)
     assert gone is None and [o[0] for o in out] == ["adopt", "forget"]
-    _, into, handed, ts, visitor = out[0]
-    assert (into, ts, visitor, [d["decision_id"] for d in handed]) == ("cust3", T0 + 5, "anon:ck-3", ["DV"])
+    _, into, given, ts, visitor = out[0]
+    assert (into, ts, visitor) == ("cust3", T0 + 5, "anon:ck-3")
+    assert [d["decision_id"] for d in given["decisions"]] == ["DV"] and len(given["settled"]) == 1
     record = {"type": "adopt", "_internal": True, "customer_id": "cust3", "ts": ts,
-              "event_id": "adopt:anon:ck-3", "decisions": handed}
+              "event_id": "adopt:anon:ck-3", **given}
     cust, _ = process_batch(None, [ev("c1", "transaction", T0 + 2, "cust3", amount=5.0),
-                                   ev("cd", "decision", T0 + 3, "cust3", decision_id="DC",
+                                   ev("cd", "decision", T0 + 4, "cust3", decision_id="DC",
                                       offers=["o"], x=x), record,
                                    dict(record)], ctx)  # a redelivery changes nothing
     assert list(cust.pending) == ["DV", "DC"]  # oldest first: the bound lets the oldest go
     cust, out = process_batch(cust, [ev("fb", "feedback", T0 + 9, "cust3", decision_id="DV",
                                         offer_id="o", outcome="accepted")], ctx)
     assert ("example", "offer:o", x, True, T0 + 9, {}) in out  # learned with the decision's inputs
+    cust, out = process_batch(cust, [ev("fb2", "feedback", T0 + 9, "cust3", decision_id="DS",
+                                        offer_id="o", outcome="accepted")], ctx)
+    assert not [o for o in out if o[0] == "example"]  # answered as a visitor: not learned twice
