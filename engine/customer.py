@@ -162,7 +162,7 @@ def _drop(c: Customer | None, ev: Event) -> list[Output]:
     if ev["type"] == "forget":  # merged into `into` on identify; its open decisions go along
         given = handed_over(c) if c is not None and ev.get("into") else {}
         handover = [("adopt", ev["into"], given, ev["ts"], cid)] if given else []
-        return [*handover, ("forget", cid)]
+        return [*handover, ("forget", cid, ev.get("into"))]
     record = (ev.get("_p"), ev.get("_id"), ev["event_id"])
     if c is None:
         return [("erase", cid, [], [], record)]

@@ -180,6 +180,31 @@ def response_field(offer_id: str, outcome: str) -> str | None:
     return f"{key}:{offer_id}" if key else None
 
 
+def merged_hash(visitor: dict[bytes, bytes], customer: dict[bytes, bytes]) -> dict[bytes, bytes]:
+    """The customer's contact hash with what their anonymous visitor was shown and answered
+    (on `identify`): impressions together (latest `KEEP_MAX`), each answer and the lead the
+    latest of the two, so the caps, cooldowns and consistency hold across the sign-in.
+
+    >>> merged_hash({b"imp": b"[[1.0,\\"web\\",\\"offer\\",\\"a\\"]]", b"rej:a": b"5"},
+    ...             {b"imp": b"[[2.0,\\"app\\",\\"offer\\",\\"b\\"]]", b"rej:a": b"3"})
+    {b'imp': b'[[1.0,"web","offer","a"],[2.0,"app","offer","b"]]', b'rej:a': b'5'}
+    """
+    import orjson
+
+    out = dict(customer)
+    for name, value in visitor.items():
+        if name == b"imp":
+            both = orjson.loads(value) + orjson.loads(customer.get(b"imp", b"[]"))
+            out[b"imp"] = orjson.dumps(sorted(both, key=lambda i: i[0])[-KEEP_MAX:])
+        elif name == b"lead":
+            mine = customer.get(b"lead")
+            if mine is None or orjson.loads(value)[1] > orjson.loads(mine)[1]:
+                out[b"lead"] = value
+        elif name not in customer or float(value) > float(customer[name]):
+            out[name] = value  # rej:<offer> / acc:<offer>: when answered
+    return out
+
+
 def from_hash(raw: dict[bytes, bytes]) -> dict[str, Any]:
     """The contact state from its Redis hash."""
     import orjson

@@ -16,7 +16,7 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from config import connect
 from config.wire import SyncWire, usable
-from engine import store
+from engine import policy, store
 
 SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
          "if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end return 1"
@@ -86,6 +86,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         models_changed = False
         alerts = 0
         handovers: list[tuple[str, str, str]] = []
+        signed_in: list[tuple[str, str]] = []  # (visitor, customer)
         for item in _flat(items):
             kind = item[0]
             if kind == "document":  # a profile document, encoded (`flows.main.bundle`)
@@ -135,6 +136,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 self._profiles(pipe, profiles)  # in order with the deletes
                 pipe.delete(store.customer(item[1]))
                 pipe.zrem(store.WATCH, item[1])
+                if len(item) > 2 and item[2]:  # merged into a customer on identify
+                    signed_in.append((item[1], item[2]))
             elif kind == "erase":
                 self._profiles(pipe, profiles)
                 self._erase(pipe, *item[1:])
@@ -149,6 +152,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             self.wire.execute(commands)  # the first error reply is raised
         for cid, old, new in handovers:
             self.hand_over(cid, old, new)
+        for visitor, cid in signed_in:
+            self.merge_contact(visitor, cid)
         self.alerts_since_trim += alerts
         if self.alerts_since_trim >= TRIM_EVERY:
             self.alerts_since_trim = 0
@@ -187,6 +192,22 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             key = store.customer_alerts(alert["customer_id"])
             pipe.zadd(key, {aid: ts})
             pipe.zremrangebyrank(key, 0, -PER_CUSTOMER_ALERTS - 1)
+
+    def merge_contact(self, visitor: str, cid: str) -> None:
+        """What the visitor was shown and answered joins the customer's contact history, so a
+        sign-in neither resets the caps nor brings back an offer just rejected."""
+        pipe = self.client.pipeline(transaction=False)
+        for key in (store.contact(visitor), store.contact(cid)):
+            pipe.hgetall(key)
+            pipe.ttl(key)
+        theirs, their_ttl, mine, my_ttl = pipe.execute()
+        if not theirs:
+            return
+        pipe.hset(store.contact(cid), mapping=policy.merged_hash(theirs, mine))
+        if max(their_ttl, my_ttl) > 0:  # contact history lives as long as the longer of the two
+            pipe.expire(store.contact(cid), max(their_ttl, my_ttl))
+        pipe.delete(store.contact(visitor))
+        pipe.execute()
 
     def hand_over(self, cid: str, old: str, new: str) -> None:
         """The customer's open alerts that were the old owner's become the new owner's (as a

@@ -204,3 +204,25 @@ def test_a_visitors_open_decisions_are_handed_to_the_customer_once():
     cust, out = process_batch(cust, [ev("fb2", "feedback", T0 + 9, "cust3", decision_id="DS",
                                         offer_id="o", outcome="accepted")], ctx)
     assert not [o for o in out if o[0] == "example"]  # answered as a visitor: not learned twice
+
+
+def test_an_offer_the_visitor_rejected_is_not_offered_again_once_they_sign_in(api, flow, settings,
+                                                                              r):
+    """One voice across the sign-in: the visitor's contact history (shown, rejected) was kept
+    under their anonymous id, so the customer they became was offered the rejected offer again
+    at once, and the day's caps started afresh."""
+    settings.control_share = 0.0
+    consent = {"consent": {"marketing": True}}
+    api.post("/v1/events", json=[click("r1", T0, "ck-5")])
+    flow.drain()
+    d = api.post("/v1/decisions", json={"anonymous_id": "ck-5", "channel": "web", "context": consent,
+                                        "offers": ["garden_sale"]}).json()
+    assert d["offers"][0]["offer_id"] == "garden_sale"
+    api.post(f"/v1/decisions/{d['decision_id']}/feedback",
+             json={"offer_id": "garden_sale", "outcome": "rejected"})
+    api.post("/v1/events", json=[identify("r2", T0 + 60, "ck-5", "signed")])
+    flow.drain()
+    again = api.post("/v1/decisions", json={"customer_id": "signed", "channel": "web",
+                                            "context": consent, "offers": ["garden_sale"]}).json()
+    assert again["offers"] == [] and again["excluded"] == {"rejected recently": 1}
+    assert not r.exists(store.contact("anon:ck-5"))  # merged into the customer's, then gone
