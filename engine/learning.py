@@ -149,7 +149,17 @@ def drift_alert(state: ModelState, kind: str) -> Alert | None:
                  data={"model": m.name, **data})
 
 
-PUBLISH_GAP_S = 1.0  # a model's weights are published at most this often by the time rule
+PUBLISH_GAP_S = 1.0  # the time rule's wait for a young model (under `PUBLISH_YOUNG` examples)
+PUBLISH_YOUNG = 100  # ... beyond which the wait grows with the examples learned
+
+
+def publish_gap(state: ModelState) -> float:
+    """How long learned weights may wait to be published by the time rule: a second while the
+    model is young, growing with its examples after (one answer's weight in it shrinks as one
+    over them): 10 s at 1,000 examples. A catalog of 1,000 offers each learning every second
+    would otherwise have its weights published 1,000 times a second, where the count rule
+    alone published them ~20 times; a busy model publishes by the count long before."""
+    return PUBLISH_GAP_S * max(1.0, state.model.examples / PUBLISH_YOUNG)
 
 
 def publish_at(state: ModelState) -> float | None:
@@ -157,19 +167,18 @@ def publish_at(state: ModelState) -> float | None:
     wakes the model's key then, so learning reaches the API with no further item arriving)."""
     if state.model.version == state.published_version:
         return None
-    return state.published_at + PUBLISH_GAP_S
+    return state.published_at + publish_gap(state)
 
 
-def to_publish(state: ModelState, every: int, now: float = 0.0,
-               gap_s: float = PUBLISH_GAP_S) -> str | None:
+def to_publish(state: ModelState, every: int, now: float = 0.0) -> str | None:
     """What to publish: the first version at once; then "model" (weights and figures) when the
-    model learned since and either `every` changes passed or `gap_s` seconds of wall time since
-    the last publish, else "meta" (its figures: impressions, feedback counts) every `every`
-    changes; None in between. Impressions come with every decision: republishing unchanged
-    weights for them made the API reload models ~20 times a second at 1,000 decisions/s. The
-    time rule, with the flow waking the model at `publish_at`, is what makes learning reach the
-    API within a second for an offer answered rarely: a count alone left its weights
-    unpublished until 50 more changes, days later.
+    model learned since and either `every` changes passed or `publish_gap` seconds of wall time
+    since the last publish, else "meta" (its figures: impressions, feedback counts) every
+    `every` changes; None in between. Impressions come with every decision: republishing
+    unchanged weights for them made the API reload models ~20 times a second at 1,000
+    decisions/s. The time rule, with the flow waking the model at `publish_at`, is what makes
+    learning reach the API within a second for an offer answered rarely: a count alone left its
+    weights unpublished until 50 more changes, days later.
 
     >>> st, _ = apply(None, "offer:o", ("impression", "offer:o", False, 0.0))
     >>> to_publish(st, 50, now=100.0), to_publish(st, 50, now=100.5)
@@ -177,10 +186,14 @@ def to_publish(state: ModelState, every: int, now: float = 0.0,
     >>> st, _ = apply(st, "offer:o", ("example", "offer:o", {"a": 1.0}, True, 0.0, {}))
     >>> to_publish(st, 50, now=100.5), to_publish(st, 50, now=101.0)  # learned: a second on
     (None, 'model')
+    >>> st.model.examples = 1000  # a mature model: one answer waits up to 10 s
+    >>> st, _ = apply(st, "offer:o", ("example", "offer:o", {"a": 1.0}, False, 0.0, {}))
+    >>> to_publish(st, 50, now=105.0), to_publish(st, 50, now=112.0)
+    (None, 'model')
     """
     due = state.changes - state.published >= every
     learned = state.model.version != state.published_version
-    if state.published < 0 or (learned and (due or now - state.published_at >= gap_s)):
+    if state.published < 0 or (learned and (due or now - state.published_at >= publish_gap(state))):
         state.published, state.published_at = state.changes, now
         state.published_version = state.model.version
         return "model"
