@@ -56,7 +56,10 @@ async def erase(st: Any, cid: str, doc: dict[str, Any] | None, now: float) -> di
     anon_ids = list((doc or {}).get("ids", []))
     ids = {cid, *anon_ids, *("anon:" + a for a in anon_ids)}
     whose = [cid, *("anon:" + a for a in anon_ids)]  # and what was kept as their visitor before
-    decisions = {d.decode() for w in whose for d in await r.zrange(store.customer_decisions(w), 0, -1)}
+    pipe = r.pipeline(transaction=False)
+    for w in whose:
+        pipe.zrange(store.customer_decisions(w), 0, -1)
+    decisions = {d.decode() for ids in await pipe.execute() for d in ids}
     pipe = r.pipeline(transaction=False)
     for key in (k for w in whose for k in store.customer_keys(w)):  # one per DEL: clusters
         pipe.delete(key)

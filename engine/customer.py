@@ -119,11 +119,8 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
                 touched = True
             elif (pend := c.pending.get(ev["decision_id"])) and pend.deadlines:
                 soonest = min(soonest or math.inf, *pend.deadlines.values())
-    if c is not None and soonest is not None and not touched:  # decisions alone: a watch sooner
-        w = c.watch_at  # one passed was ticked (or its tick is on its way, and rewatches)
-        if w is None or w <= c.state.last_ts or soonest < w:  # ignored if the customer is silent
-            c.watch_at = soonest
-            out.append(("watch", c.state.customer_id, soonest))
+    if c is not None and soonest is not None and not touched:
+        _watch_sooner(c, soonest, out)  # decisions alone: nothing else changed
     elif c is not None and touched:
         if all(ev["type"] == "tick" for ev in events) and not _silence_due(c):
             _rewatch(c, out)  # a tick that only settled offers as ignored: nothing else changed
@@ -142,6 +139,16 @@ def _silence_deadlines(c: Customer) -> tuple[float | None, float | None]:
 def _silence_due(c: Customer) -> bool:
     """Has the clock reached a moment when this customer's silence becomes abnormal?"""
     return any(d is not None and d <= c.state.last_ts for d in _silence_deadlines(c))
+
+
+def _watch_sooner(c: Customer, deadline: float, out: list[Output]) -> None:
+    """`_rewatch` for a batch of decision records only, in O(1): a new reward window can only
+    bring the watch sooner (a watch already passed was ticked, or its tick is on its way and
+    rewatches)."""
+    w = c.watch_at
+    if w is None or w <= c.state.last_ts or deadline < w:
+        c.watch_at = deadline
+        out.append(("watch", c.state.customer_id, deadline))
 
 
 def _rewatch(c: Customer, out: list[Output]) -> None:
@@ -184,7 +191,7 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     elif kind != "tick":
         owner = st.owner
         st.update(ev)
-        if st.owner != owner and owner is not None:  # the account changed hands
+        if kind == "profile" and st.owner != owner and owner is not None:  # changed hands
             out.append(("owner", st.customer_id, owner, st.owner))
         if kind == "transaction" and ev.get("kind", "purchase") == "purchase" and c.exposures:
             cats = {i["category"] for i in ev.get("items", []) if i.get("category")}

@@ -254,7 +254,7 @@ def validate(obj: Any, latest: float | None = None) -> Event:
     kind = obj.get("type")
     if kind not in TYPES:
         raise BadEvent(f"type: {repr(kind)[:80]} is not one of {', '.join(TYPES)}")
-    obj = _whole_ids(obj)
+    obj = _whole_floats_as_text(obj)
     try:
         model = _adapter.validate_python(obj)
     except ValidationError as exc:
@@ -267,7 +267,7 @@ def validate(obj: Any, latest: float | None = None) -> Event:
     return ev
 
 
-def _whole_ids(obj: dict[str, Any]) -> dict[str, Any]:
+def _whole_floats_as_text(obj: dict[str, Any]) -> dict[str, Any]:
     """`obj`, or a copy with the whole floats of its text fields (and its items') as digits."""
     floats = {k: as_text(v) for k, v in obj.items() if type(v) is float and k in TEXT_FIELDS}
     items = obj.get("items")

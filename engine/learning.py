@@ -156,9 +156,10 @@ PUBLISH_YOUNG = 100  # ... beyond which the wait grows with the examples learned
 def publish_gap(state: ModelState) -> float:
     """How long learned weights may wait to be published by the time rule: a second while the
     model is young, growing with its examples after (one answer's weight in it shrinks as one
-    over them): 10 s at 1,000 examples. A catalog of 1,000 offers each learning every second
-    would otherwise have its weights published 1,000 times a second, where the count rule
-    alone published them ~20 times; a busy model publishes by the count long before."""
+    over them): 10 s at 1,000 examples. By arithmetic (not measured): a catalog of 1,000
+    offers each learning every second would otherwise publish 1,000 times a second, where the
+    count rule alone, at 1,000 decisions/s, published ~20; a busy model publishes by the count
+    long before."""
     return PUBLISH_GAP_S * max(1.0, state.model.examples / PUBLISH_YOUNG)
 
 

@@ -114,6 +114,17 @@ def ev(event_id: str, type: str, ts: float, customer_id: str | None = "c1", **fi
     return out
 
 
+def serve(api: TestClient, flow: FlowProcess, who: dict[str, Any], offer: str,
+          context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A web decision restricted to `offer` for `who` (`{"customer_id": ...}` or
+    `{"anonymous_id": ...}`), asserted to serve it, its record then taken in by the flow."""
+    body = {**who, "channel": "web", "offers": [offer], "context": context or {}}
+    d = api.post("/v1/decisions", json=body).json()
+    assert [o["offer_id"] for o in d["offers"]] == [offer], d
+    flow.drain()
+    return d
+
+
 def get_json(client: httpx.Client | TestClient, path: str, **kw: Any) -> Any:
     res = client.get(path, **kw)
     assert res.status_code == 200, res.text

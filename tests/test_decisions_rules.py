@@ -1,6 +1,7 @@
 """Decisions governed by the catalog: each rule kind, catalog validation and hot reload, the
-consent gate, consistency across channels, the reward window, control hold-outs, and the agent
-desktop. Engine-level where the behaviour is pure; through the real API and flow otherwise."""
+consent gate, consistency across channels, control hold-outs, and the agent desktop (answers
+to decisions are in test_responses.py). Engine-level where the behaviour is pure; through the
+real API and flow otherwise."""
 
 from __future__ import annotations
 
@@ -14,12 +15,9 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from engine.catalog import Catalog
-from engine.customer import Context, process_batch
 from engine.decide import Profile, Request, candidates, decide
-from engine.learning import apply
 from engine.policy import Policy, record
 from engine.rules import RuleError
-from engine.vector import vectorize
 from tests.conftest import KEY, ev, get_json, wait_for
 
 T0 = 1_767_225_600.0  # 2026-01-01
@@ -158,118 +156,6 @@ def test_consistency_pins_the_recent_lead_until_something_material_changes(tmp_p
     d = decide(cat, {}, p, Request("call_center"), {}, T0 + 600, random.Random(1), 0.1, 0.0,
                blocked=blocked, lead=capped.lead(state, T0 + 600))
     assert d.ranked == [] and blocked["o2"] == "contact cap one: 1 in 7 days"
-
-
-def test_reward_window_counts_ignored_and_records_late_feedback() -> None:
-    ctx = Context(reward_window=lambda offer: 2 * DAY)
-    x = {"clicks": 1.0}
-    decision = ev("d1", "decision", T0, "c1", decision_id="D1", offers=["a", "b"], x=x)
-    c, out = process_batch(None, [decision], ctx)
-    assert [o[0] for o in out if o[0] != "profile"] == ["impression", "impression", "watch"]
-    assert out[-1] == ("watch", "c1", T0 + 2 * DAY)  # woken when the windows close
-    # `a` answered within its window: learned as a positive
-    c, out = process_batch(c, [ev("f1", "feedback", T0 + DAY, "c1", decision_id="D1",
-                                  offer_id="a", outcome="accepted", value=20.0)], ctx)
-    assert ("example", "offer:a", x, True, T0 + DAY, {}) in out
-    # `b` not answered: once the clock passes its deadline it is learned as a negative, ignored
-    c, out = process_batch(c, [ev("k1", "click", T0 + 2 * DAY + 1, "c1", action="search")], ctx)
-    assert ("example", "offer:b", x, False, T0 + 2 * DAY, {}) in out
-    assert ("feedback", "offer:b", "ignored", 0.0, False, T0 + 2 * DAY) in out
-    # late feedback is recorded (and its revenue counted) but not learned a second time
-    c, out = process_batch(c, [ev("f2", "feedback", T0 + 3 * DAY, "c1", decision_id="D1",
-                                  offer_id="b", outcome="accepted", value=15.0)], ctx)
-    assert [o for o in out if o[0] == "example"] == []
-    assert ("feedback", "offer:b", "accepted", 15.0, True, T0 + 3 * DAY) in out
-    state = None
-    for item in [o for o in out if o[0] == "feedback"]:
-        state, _ = apply(state, item[1], item)
-    assert state is not None and state.stats.late == 1 and state.stats.accepted == 1
-    assert state.stats.ignored == 0 and state.stats.revenue == 15.0
-
-
-def test_a_customer_who_never_comes_back_still_teaches_the_offer_models_ignored() -> None:
-    """Most visitors shown an offer never return. Their offers settled as ignored only on their
-    next event, so the offer models learned no negative from them. The decision now schedules
-    a watch tick for when its reward window closes; the tick settles it, and rewrites nothing
-    else (no features, alerts or document: a decision record changed none)."""
-    ctx = Context(reward_window=lambda offer: 2 * DAY)
-    x = {"clicks": 1.0}
-    c, out = process_batch(None, [ev("v-c", "click", T0 - 60, "v1")], ctx)
-    c, out = process_batch(c, [ev("d1", "decision", T0, "v1", decision_id="D1", offers=["a"],
-                                  x=x),
-                               ev("d2", "decision", T0 + DAY, "v1", decision_id="D2",
-                                  offers=["b"], x=x)], ctx)
-    assert out[-1] == ("watch", "v1", T0 + 2 * DAY)  # the earlier window first
-    tick = {"type": "tick", "_internal": True, "customer_id": "v1", "ts": T0 + 2 * DAY + 5,
-            "event_id": f"tick:v1:{T0 + 2 * DAY:.0f}"}
-    c, out = process_batch(c, [tick], ctx)
-    assert ("example", "offer:a", x, False, T0 + 2 * DAY, {}) in out
-    assert [o for o in out if o[0] not in ("example", "feedback")] == [
-        ("watch", "v1", T0 + 3 * DAY)]  # then b's window; no profile document rewritten
-    c, out = process_batch(c, [dict(tick, ts=T0 + 3 * DAY + 5, event_id="tick:v1:2")], ctx)
-    assert ("feedback", "offer:b", "ignored", 0.0, False, T0 + 3 * DAY) in out
-    assert out[-1] == ("watch", "v1", None) and not c.pending
-    forgotten, out = process_batch(None, [tick], ctx)  # a tick for a customer since forgotten
-    assert forgotten is None and out == []
-
-
-def test_an_offer_shown_to_a_visitor_who_never_returns_is_counted_ignored(api, flow,
-                                                                           settings) -> None:
-    """Through the API, the flow and the sink's sweep: the visitor's only trace is the decision;
-    once the engine's clock passes the offer's reward window, it counts as ignored."""
-    settings.control_share = 0.0
-    api.post("/v1/events", json=[ev("g-c", "consent", T0, "gone", purpose="marketing",
-                                    granted=True)])
-    flow.drain()
-    d = api.post("/v1/decisions", json={"customer_id": "gone", "channel": "web",
-                                        "offers": ["garden_sale"]}).json()
-    assert [o["offer_id"] for o in d["offers"]] == ["garden_sale"]
-    flow.drain()
-    api.post("/v1/events", json=[ev("g-k", "click", T0 + 8 * DAY, "someone")])  # time passes
-    flow.drain()
-    perf = wait_for(lambda: (p := get_json(api, "/v1/offers/garden_sale/performance"))["ignored"]
-                    and p, timeout=20)
-    assert (perf["impressions"], perf["ignored"], perf["accepted"]) == (1, 1, 0)
-
-
-def test_an_answer_to_an_offer_made_elsewhere_is_learned_and_counted_apart() -> None:
-    """A campaign's own decision id: learned from the customer's features as they are, with
-    the channel, and counted as external, not as the engine's impressions or late answers."""
-    ctx = Context(reward_window=lambda offer: 2 * DAY)
-    c, _ = process_batch(None, [ev("t1", "transaction", T0, "c1", amount=80.0),
-                                ev("p1", "profile", T0, "c1", attributes={"plan": "gold"})], ctx)
-    c, out = process_batch(c, [ev("f1", "feedback", T0 + DAY, "c1", decision_id="campaign-7",
-                                  offer_id="a", outcome="accepted", value=30.0,
-                                  channel="email")], ctx)
-    (example,) = [o for o in out if o[0] == "example"]
-    assert example[1:4] == ("offer:a", example[2], True) and example[2]["total_spend"] == 80.0
-    plan_and_channel = vectorize({}, {"plan": "gold"}, {"channel": "email"})
-    assert plan_and_channel.items() <= example[2].items()
-    state, _ = apply(None, "offer:a", example)
-    (item,) = [o for o in out if o[0] == "feedback"]
-    state, _ = apply(state, "offer:a", item)
-    perf = state.stats.to_dict()
-    assert perf["external_feedback"] == {"responses": 1, "accepted": 1, "revenue": 30.0}
-    assert (perf["accepted"], perf["late_feedback"], perf["impressions"]) == (0, 0, 0)
-    assert state.model.examples == 1
-    # an answer that overtook its decision's record (Kafka beside the streams): the record,
-    # arriving after, waits for no answer, so it is not learned again as ignored
-    c, out = process_batch(c, [ev("fk", "feedback", T0 + DAY, "c1", decision_id="D9",
-                                  offer_id="a", outcome="accepted")], ctx)
-    c, out = process_batch(c, [ev("d9", "decision", T0 + DAY, "c1", decision_id="D9",
-                                  offers=["a"], x={"k": 1.0}),
-                               ev("later", "click", T0 + 5 * DAY, "c1")], ctx)
-    assert [o for o in out if o[0] == "example"] == [] and c is not None and not c.pending
-
-
-def test_ignored_is_counted_by_the_offer_stats() -> None:
-    state = None
-    for item in [("example", "offer:b", {"k": 1.0}, False, T0, {}),
-                 ("feedback", "offer:b", "ignored", 0.0, False, T0),
-                 ("feedback", "offer:b", "rejected", 0.0, True, T0)]:  # late rejection
-        state, _ = apply(state, "offer:b", item)
-    st = state.stats
-    assert (st.ignored, st.rejected, st.late, state.model.examples) == (1, 0, 1, 1)
 
 
 # --- through the API and the flow ---
@@ -417,13 +303,3 @@ def test_a_customer_who_asks_to_cancel_gets_retention_first_and_their_owner_an_a
     later = get_json(api, "/v1/customers/quitter/next-best-action", params={"limit": 5})
     assert later["summary"]["at_risk"] is False
     assert "retention_discount" not in [a["offer_id"] for a in later["actions"]]
-
-
-def test_outcome_models_learn_with_the_outcome_learner() -> None:
-    example = ("example", "", {"calls": 1.0}, True, T0, {})
-    outcome, _ = apply(None, "outcome:churned", example)
-    offer, _ = apply(None, "offer:o", example)
-    optimizer = [type(s.model.pipeline.steps["LogisticRegression"].optimizer).__name__
-                 for s in (outcome, offer)]
-    assert optimizer == ["AdaGrad", "SGD"]  # as chosen by bench learners / bench public
-    assert outcome.model.examples == 1 and 0.0 < outcome.model.predict_one({"calls": 1.0}) < 1.0

@@ -9,7 +9,7 @@ from typing import Any
 from engine import store
 from engine.customer import Context, Customer, process_batch
 from engine.identity import Anonymous, resolve
-from tests.conftest import ev, get_json, wait_for
+from tests.conftest import ev, get_json, serve, wait_for
 
 T0 = 1_767_225_600.0
 
@@ -157,11 +157,8 @@ def test_an_offer_made_to_a_visitor_and_taken_after_signing_in_counts_as_the_eng
     settings.control_share = 0.0
     api.post("/v1/events", json=[click("s1", T0, "ck-9")])
     flow.drain()
-    d = api.post("/v1/decisions", json={"anonymous_id": "ck-9", "channel": "web",
-                                        "offers": ["garden_sale"],
-                                        "context": {"consent": {"marketing": True}}}).json()
-    assert d["customer_id"] == "anon:ck-9" and d["offers"][0]["offer_id"] == "garden_sale"
-    flow.drain()
+    d = serve(api, flow, {"anonymous_id": "ck-9"}, "garden_sale", {"consent": {"marketing": True}})
+    assert d["customer_id"] == "anon:ck-9"
     api.post("/v1/events", json=[identify("s2", T0 + 60, "ck-9", "claimer")])
     flow.drain()
     assert api.post(f"/v1/decisions/{d['decision_id']}/feedback",
@@ -215,9 +212,7 @@ def test_an_offer_the_visitor_rejected_is_not_offered_again_once_they_sign_in(ap
     consent = {"consent": {"marketing": True}}
     api.post("/v1/events", json=[click("r1", T0, "ck-5")])
     flow.drain()
-    d = api.post("/v1/decisions", json={"anonymous_id": "ck-5", "channel": "web", "context": consent,
-                                        "offers": ["garden_sale"]}).json()
-    assert d["offers"][0]["offer_id"] == "garden_sale"
+    d = serve(api, flow, {"anonymous_id": "ck-5"}, "garden_sale", consent)
     api.post(f"/v1/decisions/{d['decision_id']}/feedback",
              json={"offer_id": "garden_sale", "outcome": "rejected"})
     api.post("/v1/events", json=[identify("r2", T0 + 60, "ck-5", "signed")])

@@ -65,7 +65,7 @@ def test_an_offer_answered_rarely_reaches_the_api_at_once_with_the_default_caden
     from fastapi.testclient import TestClient
 
     from api.app import create_app
-    from tests.conftest import KEY, FlowProcess, ev, get_json, wait_for
+    from tests.conftest import KEY, FlowProcess, ev, get_json, serve, wait_for
 
     settings.model_publish_every = 50  # the default; the test settings publish every change
     settings.control_share = 0.0
@@ -76,10 +76,8 @@ def test_an_offer_answered_rarely_reaches_the_api_at_once_with_the_default_caden
             api.post("/v1/events", json=[ev("r-c", "consent", t, "rare", purpose="marketing",
                                             granted=True)])
             flow.drain()
-            d = api.post("/v1/decisions", json={"customer_id": "rare", "channel": "web",
-                                                "offers": ["garden_sale"]}).json()
-            assert [o["offer_id"] for o in d["offers"]] == ["garden_sale"]
-            flow.drain()  # the impression: the model's first version, published at once
+            d = serve(api, flow, {"customer_id": "rare"}, "garden_sale")
+            # the impression taken in: the model's first version, published at once
 
             def learned() -> int:
                 models = get_json(api, "/v1/models")["models"]

@@ -15,9 +15,6 @@ from engine.value import at_horizon
 from engine.vector import vectorize
 
 router = APIRouter(tags=["customers"])
-# `:path`: a customer id may hold a slash (`ACME/42`, sent as `ACME%2F42`); the agent's route
-# is declared before the profile's, which would otherwise take `ACME/42/next-best-action` (so an
-# id that itself ends in `/next-best-action` reads as the agent's route)
 Horizon = Annotated[float, Query(gt=0, le=3650)]
 CANCEL_DAYS = 30  # a customer who asked to cancel this recently is at risk: retention leads
 
@@ -44,6 +41,9 @@ async def load(st: Any, customer_id: str) -> tuple[dict[str, Any], float]:
     return doc, clock
 
 
+# `:path`: a customer id may hold a slash (`ACME/42`, sent as `ACME%2F42`); the agent's route
+# is declared before the profile's, which would otherwise take `ACME/42/next-best-action` (so an
+# id that itself ends in `/next-best-action` reads as the agent's route)
 @router.get("/v1/customers/{customer_id:path}/next-best-action",
             summary="Actions for an agent talking to the customer now")
 async def next_best_action(customer_id: str, st: State, _: Agent, channel: str = "call_center",
