@@ -152,8 +152,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             self.wire.execute(commands)  # the first error reply is raised
         for cid, old, new in handovers:
             self.hand_over(cid, old, new)
-        for visitor, cid in signed_in:
-            self.merge_contact(visitor, cid)
+        self.merge_contacts(signed_in)
         self.alerts_since_trim += alerts
         if self.alerts_since_trim >= TRIM_EVERY:
             self.alerts_since_trim = 0
@@ -193,21 +192,33 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.zadd(key, {aid: ts})
             pipe.zremrangebyrank(key, 0, -PER_CUSTOMER_ALERTS - 1)
 
-    def merge_contact(self, visitor: str, cid: str) -> None:
-        """What the visitor was shown and answered joins the customer's contact history, so a
-        sign-in neither resets the caps nor brings back an offer just rejected."""
-        pipe = self.client.pipeline(transaction=False)
-        for key in (store.contact(visitor), store.contact(cid)):
-            pipe.hgetall(key)
-            pipe.ttl(key)
-        theirs, their_ttl, mine, my_ttl = pipe.execute()
-        if not theirs:
+    def merge_contacts(self, signed_in: list[tuple[str, str]]) -> None:
+        """What each visitor was shown and answered joins their customer's contact history, so
+        a sign-in neither resets the caps nor brings back an offer just rejected. One round
+        trip reads every sign-in of the batch (most visitors were shown nothing), a second
+        writes only where there is something to merge."""
+        if not signed_in:
             return
-        pipe.hset(store.contact(cid), mapping=policy.merged_hash(theirs, mine))
-        if max(their_ttl, my_ttl) > 0:  # contact history lives as long as the longer of the two
-            pipe.expire(store.contact(cid), max(their_ttl, my_ttl))
-        pipe.delete(store.contact(visitor))
-        pipe.execute()
+        pipe = self.client.pipeline(transaction=False)
+        for visitor, cid in signed_in:
+            for key in (store.contact(visitor), store.contact(cid)):
+                pipe.hgetall(key)
+                pipe.ttl(key)
+        read = pipe.execute()
+        merged: dict[str, tuple[dict[bytes, bytes], int]] = {}  # customer: (hash, ttl)
+        for i, (visitor, cid) in enumerate(signed_in):
+            theirs, their_ttl, mine, my_ttl = read[4 * i:4 * i + 4]
+            if not theirs:
+                continue
+            mine, my_ttl = merged.get(cid, (mine, my_ttl))  # two visitors of one customer
+            merged[cid] = (policy.merged_hash(theirs, mine), max(their_ttl, my_ttl))
+            pipe.delete(store.contact(visitor))
+        for cid, (contact, ttl) in merged.items():
+            pipe.hset(store.contact(cid), mapping=contact)
+            if ttl > 0:  # contact history lives as long as the longer of the two
+                pipe.expire(store.contact(cid), ttl)
+        if merged:
+            pipe.execute()
 
     def hand_over(self, cid: str, old: str, new: str) -> None:
         """The customer's open alerts that were the old owner's become the new owner's (as a

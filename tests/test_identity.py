@@ -6,9 +6,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
+
 from engine import store
 from engine.customer import Context, Customer, process_batch
 from engine.identity import Anonymous, resolve
+from flows.sink import _Writer
 from tests.conftest import ev, get_json, serve, wait_for
 
 T0 = 1_767_225_600.0
@@ -221,3 +224,21 @@ def test_an_offer_the_visitor_rejected_is_not_offered_again_once_they_sign_in(ap
                                             "context": consent, "offers": ["garden_sale"]}).json()
     assert again["offers"] == [] and again["excluded"] == {"rejected recently": 1}
     assert not r.exists(store.contact("anon:ck-5"))  # merged into the customer's, then gone
+
+
+def test_every_sign_in_of_a_batch_merges_its_contact_history(redis_url, r):
+    """The sink reads the batch's sign-ins in one round trip: two visitors of one customer in the
+    same batch both join the customer's history (the second merge builds on the first), and a
+    visitor who was shown nothing changes nothing."""
+    w = _Writer(redis_url, 1000, 1000, (2, 3600, 10_000))
+    r.hset(store.contact("anon:a"), mapping={"imp": '[[1.0,"web","offer","x"]]', "rej:x": "1"})
+    r.hset(store.contact("anon:b"), mapping={"imp": '[[3.0,"app","offer","y"]]', "acc:y": "3"})
+    r.expire(store.contact("anon:b"), 500)
+    r.hset(store.contact("me"), mapping={"imp": '[[2.0,"web","offer","z"]]'})
+    w.write_batch([("forget", "anon:a", "me"), ("forget", "anon:none", "me"),
+                   ("forget", "anon:b", "me")])
+    got = r.hgetall(store.contact("me"))
+    assert [i[3] for i in orjson.loads(got[b"imp"])] == ["x", "z", "y"]
+    assert got[b"rej:x"] == b"1" and got[b"acc:y"] == b"3"
+    assert 0 < r.ttl(store.contact("me")) <= 500
+    assert not r.exists(store.contact("anon:a")) and not r.exists(store.contact("anon:b"))

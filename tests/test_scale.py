@@ -47,7 +47,7 @@ def test_the_compose_processes_run_without_containers(tmp_path: Path, monkeypatc
             if status["customers"] == 20 and not status["pending"]:
                 break
             time.sleep(0.2)
-        assert c.get("/v1/status").json()["customers"] == 20, c.get("/v1/status").json()
+        assert c.get("/v1/status").json()["customers"] == 20, _why(engine, c)
         for i in range(20):
             assert c.post("/v1/decisions", json={"customer_id": f"c{i}", "channel": "web"}).status_code == 200
         text = c.get("/metrics").text
@@ -62,6 +62,17 @@ def test_the_compose_processes_run_without_containers(tmp_path: Path, monkeypatc
 
         for name in dashboard_metrics("bytewax_"):  # every bytewax metric the dashboard uses
             assert name in flow_metrics or name in Path(kafka_connector.__file__).read_text(), name
+
+
+def _why(engine: Engine, c: httpx.Client) -> str:
+    """What a failure needs to be understood: the status, and each flow process's exit code and
+    last log lines (pytest keeps only its latest three temporary folders)."""
+    lines = [str(c.get("/v1/status").json())]
+    for name, proc in engine.procs.items():
+        if name.startswith("flow"):
+            log = (engine.settings.data_dir / f"{name}.log").read_text(errors="replace")
+            lines.append(f"{name}: exit code {proc.poll()}, log ends:\n{log[-3000:]}")
+    return "\n".join(lines)
 
 
 def _start_flow(settings: Settings, layout: list[list[str]], recovery: bool) -> list[subprocess.Popen[bytes]]:
