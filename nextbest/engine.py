@@ -14,7 +14,7 @@ import time
 import httpx
 
 from config import Settings
-from nextbest.redis_server import RedisServer, die_with_parent, free_port
+from nextbest.redis_server import RedisServer, die_with_parent, free_port, listen_ports
 
 ALL_ROLES = ["admin", "ingest", "decide", "agent", "sales"]
 
@@ -78,11 +78,7 @@ class Engine:
         if n <= 1 or extra:
             self._spawn(name, ["-m", "nextbest.flowrun", *(extra or [])])
             return
-        ports: list[int] = []
-        while len(ports) < n:
-            port = free_port()
-            ports += [port] if port not in ports else []
-        addresses = ";".join(f"127.0.0.1:{p}" for p in ports)
+        addresses = ";".join(f"127.0.0.1:{p}" for p in listen_ports(n))
         for i in range(n):
             self._spawn(name + (str(i) if i else ""),
                         ["-m", "nextbest.flowrun", "-i", str(i), "-a", addresses])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import random
 import shutil
 import signal
 import socket
@@ -65,6 +66,38 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def listen_ports(n: int, rng: random.Random | None = None) -> list[int]:
+    """`n` distinct free ports for listeners that bind a while after they are chosen (a bytewax
+    cluster's processes, seconds later), from below the kernel's ephemeral range when it leaves
+    room: a port `free_port` hands out is ephemeral, and can meanwhile become the local end of
+    any outgoing connection on the machine (a Redis client's, or the cluster's own connect)."""
+    rng = rng or random.Random()
+    try:
+        low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 0
+    ports: list[int] = []
+    for _ in range(1000 if low > 12_000 else 0):
+        port = rng.randrange(low - 10_000, low)
+        if port not in ports and _bindable(port):
+            ports.append(port)
+            if len(ports) == n:
+                return ports
+    while len(ports) < n:  # no room below the range (or none found free): ephemeral ones
+        port = free_port()
+        ports += [port] if port not in ports else []
+    return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _background_idle(proc: subprocess.Popen[bytes], every: float = 0.05) -> None:

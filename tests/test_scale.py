@@ -21,7 +21,7 @@ from config import Settings
 from engine import learning, store
 from engine.models import sign
 from nextbest.engine import Engine
-from nextbest.redis_server import free_port
+from nextbest.redis_server import free_port, listen_ports
 from nextbest.replay import feed
 from tests.conftest import ALL, KEY, ev, wait_for
 from tests.test_docker import dashboard_metrics
@@ -90,10 +90,7 @@ def _counts(c: redis.Redis, partitions: int) -> tuple[int, int]:
 
 
 def _cluster(workers: int = 2) -> list[list[str]]:
-    first, second = free_port(), free_port()
-    while second == first:
-        second = free_port()
-    ports = f"127.0.0.1:{first};127.0.0.1:{second}"
+    ports = ";".join(f"127.0.0.1:{p}" for p in listen_ports(2))
     return [["-w", str(workers), "-i", "0", "-a", ports], ["-w", str(workers), "-i", "1", "-a", ports]]
 
 
@@ -252,3 +249,20 @@ def test_changing_the_number_of_partitions_keeps_the_state(redis_url: str, tmp_p
     feed(s, events, Console(quiet=True))
     assert _run_flow(s, [[]])["docs"] == changed
     assert len(changed) == 400
+
+
+def test_cluster_ports_are_free_and_outside_the_ephemeral_range() -> None:
+    """A cluster's ports are bound seconds after they are chosen: from below the kernel's
+    ephemeral range, no outgoing connection can take one meanwhile; a port in use is passed
+    over."""
+    import random
+    import socket
+
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    taken = random.Random(3).randrange(low - 10_000, low)  # the first the same seed picks
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", taken))
+        s.listen()
+        ports = listen_ports(3, random.Random(3))
+    assert len(set(ports)) == 3 and taken not in ports
+    assert all(low - 10_000 <= p < low for p in ports)
