@@ -150,8 +150,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.execute()
         elif commands := connect.queued(pipe):
             self.wire.execute(commands)  # the first error reply is raised
-        for cid, old, new in handovers:
-            self.hand_over(cid, old, new)
+        self.hand_over(handovers)
         self.merge_contacts(signed_in)
         self.alerts_since_trim += alerts
         if self.alerts_since_trim >= TRIM_EVERY:
@@ -220,14 +219,23 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         if merged:
             pipe.execute()
 
-    def hand_over(self, cid: str, old: str, new: str) -> None:
-        """The customer's open alerts that were the old owner's become the new owner's (as a
+    def hand_over(self, handovers: list[tuple[str, str, str]]) -> None:
+        """The customers' open alerts that were the old owner's become the new owner's (as a
         CRM moves open tasks with an account): listed under `owner=<new>`. Acknowledged ones
-        stay as they were handled; the live stream and webhooks told the old owner."""
-        ids = self.client.zrange(store.customer_alerts(cid), 0, -1)
-        if not ids:
+        stay as they were handled; the live stream and webhooks told the old owner. A batch's
+        hand-overs (a territory moved at once) share their round trips."""
+        if not handovers:
             return
+        steps: dict[str, list[tuple[str, str]]] = {}  # customer: (old, new) in order
+        for cid, old, new in handovers:
+            steps.setdefault(cid, []).append((old, new))
         pipe = self.client.pipeline(transaction=False)
+        for cid in steps:
+            pipe.zrange(store.customer_alerts(cid), 0, -1)
+        customer_of = {aid: cid for cid, ids in zip(steps, pipe.execute()) for aid in ids}
+        if not customer_of:
+            return
+        ids = list(customer_of)
         pipe.hmget(store.ALERT_DOCS, ids)
         pipe.hmget(store.ALERT_STATUS, ids)
         docs, statuses = pipe.execute()
@@ -235,8 +243,11 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         for aid, raw, status in zip(ids, docs, statuses):
             if raw is not None and status is None:  # open: no status written yet
                 alert = store.decode(raw)
-                if alert.get("owner") == old:
-                    moved[aid] = store.encode({**alert, "owner": new})
+                owner = alert.get("owner")
+                for old, new in steps[customer_of[aid]]:  # A to B, then B to C: C's
+                    owner = new if owner == old else owner
+                if owner != alert.get("owner"):
+                    moved[aid] = store.encode({**alert, "owner": owner})
         if moved:
             self.client.hset(store.ALERT_DOCS, mapping=moved)
 

@@ -113,3 +113,18 @@ def test_open_alerts_follow_the_account_to_its_new_owner(api, flow) -> None:
     api.post("/v1/events", json=[ev("h-c2", "call", t + 40 * 86400, "acct", reason="cancel_request")])
     flow.drain()
     assert [a["data"]["rule"] for a in listed(api, owner="rep2")][0] == "asked_to_cancel"
+
+
+def test_a_territory_moved_in_one_batch_hands_every_open_alert_over(api, redis_url, r) -> None:
+    """A batch of hand-overs (a territory realigned at once) shares its round trips: each
+    customer's open alerts go to their new owner, an account passed on twice in the batch ends
+    with the last owner, and an acknowledged alert stays with whoever handled it."""
+    w = write(redis_url, [alert(1, T0, cid="a", owner="rep1"), alert(2, T0 + 1, cid="b", owner="rep1"),
+                          alert(3, T0 + 2, cid="b", owner="rep1"), alert(4, T0 + 3, cid="c", owner="rep9")])
+    assert api.post("/v1/alerts/al-3/ack").status_code == 200
+    w.write_batch([("owner", "a", "rep1", "rep2"), ("owner", "b", "rep1", "rep2"),
+                   ("owner", "b", "rep2", "rep3"), ("owner", "c", "rep1", "rep2")])
+    assert [a["alert_id"] for a in listed(api, owner="rep2")] == ["al-1"]
+    assert [a["alert_id"] for a in listed(api, owner="rep3")] == ["al-2"]
+    assert [a["alert_id"] for a in listed(api, owner="rep1")] == ["al-3"]  # acknowledged
+    assert [a["alert_id"] for a in listed(api, owner="rep9")] == ["al-4"]  # not rep1's to give
