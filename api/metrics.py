@@ -20,6 +20,9 @@ PENDING = Gauge("nextbest_pending_events", "Accepted events the flow has not pro
                 multiprocess_mode="max")
 DEADLETTERED = Gauge("nextbest_deadlettered_total", "Events sent to the dead-letter stream",
                      multiprocess_mode="max")
+UNCONVERTED = Gauge("nextbest_unconverted_transactions_total",
+                    "Transactions taken in a currency with no exchange rate to the engine's",
+                    ["currency"], multiprocess_mode="max")
 MODELS = Gauge("nextbest_model_examples", "Examples learned per model", ["model"],
                multiprocess_mode="max")
 MODEL_AUC = Gauge("nextbest_model_auc", "Progressive ROC AUC per model", ["model"],

@@ -8,6 +8,7 @@ Values come from, in order of precedence: constructor arguments, environment var
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import time
 from functools import lru_cache
@@ -51,7 +52,9 @@ class Settings(BaseSettings):
     lean_routes: bool = True  # API: decisions and events served past FastAPI's routing (api/lean.py)
     model_secret: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
-    currency: str = "EUR"
+    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")  # the unit of every amount
+    # units of `currency` per unit of each other currency transactions may come in (engine/money.py)
+    exchange_rates: dict[str, float] = Field(default_factory=dict)
     lateness_s: float = Field(default=3600.0, ge=0)
     # events timed further than this ahead of the ingesting machine's clock are dead-lettered
     # (a wrong device clock would carry the engine's event-time clock ahead); 0: no limit
@@ -108,6 +111,16 @@ class Settings(BaseSettings):
             self.redis_url = as_cluster(self.redis_url)
         return self
 
+    @field_validator("exchange_rates")
+    @classmethod
+    def _rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        for code, rate in rates.items():
+            if not re.fullmatch(r"[A-Z]{3}", code):
+                raise ValueError(f"exchange rate for {code!r}: not an ISO 4217 code (e.g. USD)")
+            if not 0 < rate < float("inf"):
+                raise ValueError(f"exchange rate for {code}: {rate} is not a positive number")
+        return rates
+
     @field_validator("api_keys")
     @classmethod
     def _known_roles(cls, keys: dict[str, list[str]]) -> dict[str, list[str]]:
@@ -138,8 +151,8 @@ class Settings(BaseSettings):
         """These settings as environment variables, for child processes."""
         import json
 
-        out = {"NEXTBEST_" + k.upper(): v for k, v in self.model_dump(mode="json").items()}
-        out["NEXTBEST_API_KEYS"] = json.dumps(self.api_keys)
+        out = {"NEXTBEST_" + k.upper(): json.dumps(v) if isinstance(v, dict | list) else v
+               for k, v in self.model_dump(mode="json").items()}
         out.pop("NEXTBEST_REDIS_URL")
         if self.redis_url:
             out["REDIS_URL"] = self.redis_url

@@ -17,6 +17,7 @@ from engine import consent, drift, statecodec, uplift, value
 from engine.alerts import Cooldown, alive_alert, churn_alert
 from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
+from engine.money import Currencies
 from engine.opportunity import AlertRules
 from engine.responses import (
     Output,
@@ -47,6 +48,7 @@ class Context:
     lateness: float = 3600.0  # settings.lateness_s: how late an event may be and count as on time
     value_params: Callable[[], dict[str, Any] | None] = lambda: None  # population fit (value.py)
     scorers: dict[str, Any] = field(default_factory=dict)  # engine.scoring.scorer_for's cache
+    currencies: Currencies = field(default_factory=Currencies)  # amounts in one unit
 
 
 @dataclass
@@ -189,6 +191,10 @@ def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:
     elif kind == "adopt":
         adopt(c, ev.get("decisions", []), ev.get("settled", []))
     elif kind != "tick":
+        if kind == "transaction" and "currency" in ev:
+            ev, unconverted = ctx.currencies.in_base(ev)
+            if unconverted:  # no rate: taken as it is, and counted (GET /v1/status)
+                out.append(("unconverted", unconverted))
         owner = st.owner
         st.update(ev)
         if kind == "profile" and st.owner != owner and owner is not None:  # changed hands

@@ -65,7 +65,7 @@ INTEREST_RATE = -log(2) / INTEREST_HALF_LIFE  # per second (`engine.aging` decay
 _WKEYS = {m: [(f"{m}_count_{w}", f"{m}_amount_{w}" if m in AMOUNTS else None) for w in WINDOWS]
           for m in MEASURES}
 _RECENT_FIELDS = ("type", "ts", "action", "category", "product_id", "reason", "outcome", "kind",
-                  "amount", "channel", "sentiment")
+                  "amount", "currency", "sent_amount", "sent_currency", "channel", "sentiment")
 _SINCE = {kind: "days_since_" + kind for kind in RECENT_KINDS}
 _SESSION_KEYS = ("sessions_1d", "sessions_7d", "sessions_30d", "session_length_avg_30d",
                  "session_clicks_avg_30d", "session_length_last")

@@ -33,7 +33,7 @@ CLOCK = f"{PREFIX}:clock"
 VALUE_PARAMS = f"{PREFIX}:value:params"
 WATCH = f"{PREFIX}:watch"  # zset: customer -> event time when their silence becomes abnormal
 CUSTOMERS = f"{PREFIX}:customers"
-STATS = f"{PREFIX}:stats"
+STATS = f"{PREFIX}:stats"  # counters: deadlettered, unconverted:<currency> (engine/money.py)
 HEARTBEAT = f"{PREFIX}:flow:heartbeat"
 SOURCES = f"{PREFIX}:sources"  # the flow's per-source spike monitor state (engine/sourcedrift.py)
 # webhook delivery (nextbest/webhooks.py): one hash tag, so a Redis Cluster keeps them together
@@ -60,6 +60,11 @@ def partition_of(key: str, partitions: int) -> int:
     True
     """
     return zlib.crc32(key.encode()) % partitions
+
+
+def unconverted(stats: dict[bytes, bytes]) -> dict[str, int]:
+    """Transactions taken per currency that had no exchange rate, from the STATS hash."""
+    return {k[12:].decode(): int(v) for k, v in stats.items() if k.startswith(b"unconverted:")}
 
 
 def stream(p: int) -> str:

@@ -31,6 +31,7 @@ from engine.customer import Context, Customer, process_batch
 from engine.events import BadEvent, validate
 from engine.identity import Anonymous, resolve
 from engine.models import sign
+from engine.money import Currencies
 from engine.opportunity import AlertRules
 from engine.rules import RuleError
 from flows.logic import batched
@@ -191,7 +192,8 @@ def build_flow(
     ctx = Context(models=cache.get, value_params=cache.value_params, reward_window=window,
                   category=category,
                   alert_rules=_alert_rules(settings),
-                  churn_threshold=settings.churn_threshold, lateness=settings.lateness_s)
+                  churn_threshold=settings.churn_threshold, lateness=settings.lateness_s,
+                  currencies=Currencies(settings.currency, settings.exchange_rates))
     source = source or RedisStreamSource(str(url), settings.partitions, settings.flow_batch)
     sink = sink or RedisSink(str(url), settings.deadletter_maxlen, partitions=settings.partitions,
                              dedup_ttl=settings.dedup_ttl_s, maxlen=settings.stream_maxlen)

@@ -111,6 +111,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                                       "ts": str(time.time())},
                           maxlen=self.dlq_maxlen, approximate=True)
                 pipe.hincrby(store.STATS, "deadlettered", 1)
+            elif kind == "unconverted":  # a transaction's currency had no exchange rate
+                pipe.hincrby(store.STATS, "unconverted:" + item[1], 1)
             elif kind == "source_state":
                 pipe.set(store.SOURCES, store.encode(item[1]))
             elif kind == "value_params":

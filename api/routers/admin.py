@@ -81,13 +81,14 @@ async def status(st: State, _: Admin) -> ORJSON:
     pipe.get(store.CLOCK)
     pipe.scard(store.CUSTOMERS)
     pipe.hlen(store.MODELS)
-    pipe.hget(store.STATS, "deadlettered")
+    pipe.hgetall(store.STATS)
     pipe.exists(store.HEARTBEAT)
-    clock, customers, nmodels, dead, alive = await pipe.execute()
+    clock, customers, nmodels, stats, alive = await pipe.execute()
     return ORJSON({
         "pending": await pending(st), "clock": float(clock) if clock else None,
         "clock_iso": _iso(float(clock)) if clock else None,
-        "customers": customers, "models": nmodels, "deadlettered": int(dead or 0),
+        "customers": customers, "models": nmodels, "deadlettered": int(stats.get(b"deadlettered", 0)),
+        "currency": st.settings.currency, "unconverted_currencies": store.unconverted(stats),
         "flow_alive": bool(alive), "catalog_error": st.catalog.error,
         "policy_error": st.policy.error if st.policy else None,
         "alert_rules_error": st.alert_rules.error if st.alert_rules else None,

@@ -37,7 +37,10 @@ async def readyz(st: State) -> ORJSON:
 async def prometheus(st: State) -> Response:
     try:
         metrics.PENDING.set(await pending(st))
-        metrics.DEADLETTERED.set(int(await st.redis.hget(store.STATS, "deadlettered") or 0))
+        stats = await st.redis.hgetall(store.STATS)
+        metrics.DEADLETTERED.set(int(stats.get(b"deadlettered", 0)))
+        for code, n in store.unconverted(stats).items():
+            metrics.UNCONVERTED.labels(code).set(n)
         webhooks = await st.redis.hgetall(store.WEBHOOK_STATS)
         for result in ("delivered", "retried", "failed"):
             metrics.WEBHOOKS.labels(result).set(int(webhooks.get(result.encode(), 0)))
