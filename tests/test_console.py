@@ -73,7 +73,7 @@ def showcase(cid: str = SHOWCASE, t: float = T0 + 3600) -> list[dict[str, Any]]:
         ev(f"{cid}-call", "call", t + 9000, cid, direction="inbound", reason="billing",
            sentiment=0.4, outcome="resolved", duration_s=240, channel="call_center"),
         ev(f"{cid}-buy2", "transaction", t + 10800, cid, kind="purchase", amount=49.9,
-           channel="store", items=[{"product_id": "case-1", "category": "electronics",
+           currency="USD", channel="store", items=[{"product_id": "case-1", "category": "electronics",
                                     "quantity": 1, "unit_price": 49.9}]),
     ]
 
@@ -127,7 +127,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
     settings = Settings(redis_url=None, data_dir=data, api_port=free_port(), partitions=2,
                         api_keys={KEY: ["admin", "ingest", "decide", "agent", "sales"],
                                   AGENT_KEY: ["agent", "decide"]},
-                        model_publish_every=1, flow_recovery=False, model_secret="test-secret")
+                        model_publish_every=1, flow_recovery=False, model_secret="test-secret",
+                        exchange_rates={"USD": 0.5})
     with Engine(settings) as e:
         with httpx.Client(base_url=e.api_url, timeout=10,
                           headers={"Authorization": f"Bearer {KEY}"}) as client:
@@ -222,8 +223,9 @@ def test_agent_view_shows_the_customer_and_accepting_moves_the_count(driver, eng
     summary = wait(driver, lambda d: css(d, "#customer-summary"))
     assert SHOWCASE in summary.text and "rep7" in summary.text
     assert "Marketing: granted" in css(driver, "#consent").text
-    assert "948.90" in summary.text  # total spend of the two purchases
+    assert "923.95" in summary.text  # total spend: 899 EUR and 49.90 USD at 0.5
     kinds = {e.get_attribute("class") for e in css_all(driver, "#timeline li.tl")}
+    assert "Purchase · 24.95 EUR (49.90 USD)" in css(driver, "#timeline").text
     assert {"tl tl-click", "tl tl-call", "tl tl-transaction"} <= kinds
     actions = wait(driver, lambda d: css_all(d, "#actions li.action"))
     first = actions[0]

@@ -124,7 +124,7 @@ function summary(c) {
       })));
 }
 
-const ICON = { click: "◉", call: "☎", transaction: "€" };
+const ICON = { click: "◉", call: "☎", transaction: "¤" };
 
 function describe(e) {
   if (e.type === "click") {
@@ -137,7 +137,9 @@ function describe(e) {
     return parts.filter(Boolean).join(" · ");
   }
   if (e.type === "transaction") {
-    return `${titleCase(e.kind || "purchase")} · ${num(e.amount, 2)}${e.category ? ` · ${e.category}` : ""}`;
+    const money = `${num(e.amount, 2)}${e.currency ? ` ${e.currency}` : ""}`;
+    const sent = e.sent_currency ? ` (${num(e.sent_amount, 2)} ${e.sent_currency})` : "";
+    return `${titleCase(e.kind || "purchase")} · ${money}${sent}${e.category ? ` · ${e.category}` : ""}`;
   }
   return titleCase(e.type);
 }
