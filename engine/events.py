@@ -7,7 +7,7 @@
 ...     parse(b'{"event_id": "e2", "type": "transaction", "ts": 1, "customer_id": "c", "amount": -1}')
 ... except BadEvent as e:
 ...     print(e)
-amount: Input should be greater than or equal to 0
+amount: Input should be greater than or equal to 0 (a refund or a cancelled order is kind "refund" with a positive amount)
 """
 
 from __future__ import annotations
@@ -99,6 +99,22 @@ def to_ts(value: Any) -> float:
 Ts = Annotated[float, BeforeValidator(to_ts)]
 
 
+def to_currency(value: Any) -> Any:
+    """An ISO 4217 code in capitals, as tables write them in either case (Stripe's are lower).
+
+    >>> to_currency("usd"), to_currency("EUR")
+    ('USD', 'EUR')
+    """
+    if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha():
+        return value.upper()
+    if isinstance(value, str):
+        raise ValueError(f"{value[:40]!r} is not an ISO 4217 code such as EUR or USD")
+    return value
+
+
+Currency = Annotated[str, BeforeValidator(to_currency)]
+
+
 class _Base(BaseModel):
     model_config = ConfigDict(extra="allow", str_max_length=4096)
     event_id: Id
@@ -166,7 +182,7 @@ class Transaction(_Base):
     type: Literal["transaction"]
     kind: Literal["purchase", "refund", "payment"] = "purchase"
     amount: Annotated[float, Field(ge=0, allow_inf_nan=False)]
-    currency: Annotated[str, Field(pattern=r"^[A-Z]{3}$")] | None = None
+    currency: Currency | None = None
     order_id: ShortStr | None = None
     items: Annotated[list[Item], Field(max_length=500)] = []
 
@@ -217,11 +233,19 @@ SCHEMA = hashlib.sha1(orjson.dumps([_adapter.json_schema(), MAX_DEPTH],
                                    option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
 
+# what a table's export usually means by a value the contract refuses
+_HINTS = {("amount", "greater_than_equal"): " (a refund or a cancelled order is kind \"refund\" "
+                                            "with a positive amount)",
+          ("quantity", "greater_than_equal"): " (returned items go in a kind \"refund\" "
+                                              "transaction, with positive quantities)"}
+
+
 def _reason(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
         loc = ".".join(str(p) for p in err["loc"] if p not in TYPES)
         msg = err["msg"].removeprefix("Value error, ")
+        msg += _HINTS.get((str(err["loc"][-1]) if err["loc"] else "", err["type"]), "")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 

@@ -169,3 +169,15 @@ def test_yes_and_no_from_a_table_are_labels_and_other_words_are_errors() -> None
     for bad in ("maybe", None, ""):
         with pytest.raises(BadEvent, match="^value"):
             validate(base | {"value": bad})
+
+
+def test_currencies_in_either_case_and_what_a_table_means_by_a_negative_amount() -> None:
+    """Stripe exports its currencies in lower case; an order cancelled in Online Retail is a
+    negative quantity: the first is read, the second gets a reason that says what to send."""
+    tx = {"event_id": "t", "type": "transaction", "ts": 1.7e9, "customer_id": "c", "amount": 3.0}
+    assert validate({**tx, "currency": "usd"})["currency"] == "USD"
+    for bad, said in ((("currency", "US$")), "'US$' is not an ISO 4217 code"), \
+                     ((("amount", -5.0)), 'kind "refund" with a positive amount'), \
+                     ((("items", [{"quantity": -2, "unit_price": 1.0}])), 'kind "refund" transaction'):
+        with pytest.raises(BadEvent, match=said.replace("$", r"\$")):
+            validate({**tx, bad[0]: bad[1]})
