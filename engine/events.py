@@ -27,26 +27,11 @@ from pydantic import (
     model_validator,
 )
 
+from engine.exported import HINTS, as_meant, to_currency, whole_floats_as_text
 from engine.types import Event
 
 TYPES = ("click", "call", "transaction", "profile", "identify", "consent", "feedback", "outcome")
 Scalar = str | int | float | bool | None
-
-
-def as_text(value: Any) -> Any:
-    """A number where text is expected, as its decimal text: ids exported from tables are often
-    numbers (Retailrocket's visitor and item ids; Online Retail's customer ids, which pandas
-    writes as 17850.0 when a column has gaps: a whole number reads as its digits, "17850").
-
-    >>> as_text(17850), as_text(17850.0), as_text(2.5), as_text(True), as_text("a")
-    ('17850', '17850', '2.5', True, 'a')
-    """
-    kind = type(value)
-    if kind is int:
-        return str(value)
-    if kind is float:
-        return str(int(value)) if value.is_integer() and abs(value) < 2 ** 53 else str(value)
-    return value
 
 
 def _text(max_length: int) -> Any:
@@ -91,25 +76,13 @@ def to_ts(value: Any) -> float:
     else:
         raise ValueError(f"ts must be a string or number, got {type(value).__name__}")
     if not MIN_TS <= ts <= MAX_TS or ts != ts:
-        hint = " (Unix seconds; this reads as milliseconds)" if MIN_TS < ts / 1000 <= MAX_TS else ""
+        hint = next((f" (Unix seconds; this reads as {unit})" for unit, per in
+                     (("milliseconds", 1e3), ("microseconds", 1e6)) if MIN_TS < ts / per <= MAX_TS), "")
         raise ValueError(f"ts {value!r} is out of range 1970-2100{hint}")
     return ts
 
 
 Ts = Annotated[float, BeforeValidator(to_ts)]
-
-
-def to_currency(value: Any) -> Any:
-    """An ISO 4217 code in capitals, as tables write them in either case (Stripe's are lower).
-
-    >>> to_currency("usd"), to_currency("EUR")
-    ('USD', 'EUR')
-    """
-    if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha():
-        return value.upper()
-    if isinstance(value, str):
-        raise ValueError(f"{value[:40]!r} is not an ISO 4217 code such as EUR or USD")
-    return value
 
 
 Currency = Annotated[str, BeforeValidator(to_currency)]
@@ -233,19 +206,12 @@ SCHEMA = hashlib.sha1(orjson.dumps([_adapter.json_schema(), MAX_DEPTH],
                                    option=orjson.OPT_SORT_KEYS)).hexdigest()[:12]
 
 
-# what a table's export usually means by a value the contract refuses
-_HINTS = {("amount", "greater_than_equal"): " (a refund or a cancelled order is kind \"refund\" "
-                                            "with a positive amount)",
-          ("quantity", "greater_than_equal"): " (returned items go in a kind \"refund\" "
-                                              "transaction, with positive quantities)"}
-
-
 def _reason(exc: ValidationError) -> str:
     parts = []
     for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in err["loc"] if p not in TYPES)
-        msg = err["msg"].removeprefix("Value error, ")
-        msg += _HINTS.get((str(err["loc"][-1]) if err["loc"] else "", err["type"]), "")
+        loc = ".".join(str(p) for p in err["loc"][1:])  # past the type tag: a field may share
+        msg = err["msg"].removeprefix("Value error, ")  # its name ("outcome" of a call)
+        msg += HINTS.get((str(err["loc"][-1]) if err["loc"] else "", err["type"]), "")
         parts.append(f"{loc}: {msg}" if loc else msg)
     return "; ".join(parts)
 
@@ -278,28 +244,23 @@ def validate(obj: Any, latest: float | None = None) -> Event:
     kind = obj.get("type")
     if kind not in TYPES:
         raise BadEvent(f"type: {repr(kind)[:80]} is not one of {', '.join(TYPES)}")
-    obj = _whole_floats_as_text(obj)
+    obj = whole_floats_as_text(obj, TEXT_FIELDS)
     try:
         model = _adapter.validate_python(obj)
-    except ValidationError as exc:
-        raise BadEvent(_reason(exc)) from None
+    except ValidationError as exc:  # maybe a table's way of writing valid values: tried as meant
+        meant = as_meant(obj, exc.errors())
+        try:
+            model = _adapter.validate_python(meant) if meant else None
+        except ValidationError as again:
+            raise BadEvent(_reason(again)) from None
+        if model is None:
+            raise BadEvent(_reason(exc)) from None
     ev = model.model_dump(exclude_none=True)
     if latest is not None and ev["ts"] > latest:
         ahead = (ev["ts"] - latest) / 86400.0
         raise BadEvent(f"ts: {obj['ts']!r} is in the future, {ahead:.2f} days past the latest "
                        "time accepted (NEXTBEST_MAX_FUTURE_S ahead of this machine's clock)")
     return ev
-
-
-def _whole_floats_as_text(obj: dict[str, Any]) -> dict[str, Any]:
-    """`obj`, or a copy with the whole floats of its text fields (and its items') as digits."""
-    floats = {k: as_text(v) for k, v in obj.items() if type(v) is float and k in TEXT_FIELDS}
-    items = obj.get("items")
-    if type(items) is list and any(type(v) is float and k in TEXT_FIELDS
-                                   for i in items if type(i) is dict for k, v in i.items()):
-        floats["items"] = [{k: as_text(v) if k in TEXT_FIELDS else v for k, v in i.items()}
-                           if type(i) is dict else i for i in items]
-    return {**obj, **floats} if floats else obj
 
 
 def parse(raw: bytes | str, latest: float | None = None) -> Event:

@@ -181,3 +181,23 @@ def test_currencies_in_either_case_and_what_a_table_means_by_a_negative_amount()
                      ((("items", [{"quantity": -2, "unit_price": 1.0}])), 'kind "refund" transaction'):
         with pytest.raises(BadEvent, match=said.replace("$", r"\$")):
             validate({**tx, bad[0]: bad[1]})
+
+
+def test_choices_and_durations_as_tables_write_them(api) -> None:
+    """A call centre's export capitalises its choices and writes talk time as H:MM:SS; a
+    clickstream's spells actions out: read as meant. What cannot be read names its field (a
+    call's `outcome` was left out of its own reason) and, where it can, what to send."""
+    call = {"event_id": "k", "type": "call", "ts": 1.7e9, "customer_id": "c"}
+    got = validate({**call, "direction": "Inbound", "outcome": "Resolved", "duration_s": "0:02:23"})
+    assert (got["direction"], got["outcome"], got["duration_s"]) == ("inbound", "resolved", 143.0)
+    click = {"event_id": "v", "type": "click", "ts": 1.7e9, "customer_id": "c"}
+    assert validate({**click, "action": "Add to cart"})["action"] == "add_to_cart"
+    for bad, said in (({"outcome": "Solved"}, "^outcome: Input should be 'resolved'"),
+                      ({"sentiment": 4}, r"a 1-5 rating is \(rating - 3\) / 2"),
+                      ({"ts": 1.7e15}, "reads as microseconds"),
+                      ({"outcome": "Resolved", "duration_s": "2 min"}, "^duration_s:")):
+        with pytest.raises(BadEvent, match=said):
+            validate({**call, **bad})
+    res = api.post("/v1/events", json=[{**call, "event_id": "k2", "outcome": "Escalated"},
+                                       {**click, "action": "Page View"}]).json()
+    assert res["accepted"] == 2 and res["rejected"] == []

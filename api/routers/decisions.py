@@ -27,7 +27,8 @@ from api.responses import ORJSON
 from config import connect
 from engine import consent, policy, store
 from engine.decide import Decision, Profile, Request, decide
-from engine.events import BadEvent, as_text, validate
+from engine.events import BadEvent, validate
+from engine.exported import as_text
 from engine.vector import vectorize
 
 router = APIRouter(tags=["decisions"])
