@@ -131,3 +131,21 @@ def test_outcome_models_learn_with_the_outcome_learner() -> None:
                  for s in (outcome, offer)]
     assert optimizer == ["AdaGrad", "SGD"]  # as chosen by bench learners / bench public
     assert outcome.model.examples == 1 and 0.0 < outcome.model.predict_one({"calls": 1.0}) < 1.0
+
+
+def test_feedback_through_the_api_names_an_offer_no_one_has(api, flow, settings) -> None:
+    """A typo in `offer_id` is a 422 naming it: it was accepted, and counted as an answer to an
+    offer no one has. An offer in the catalog is taken (one this decision did not serve counts
+    as a late answer), and so is a form's capitalised outcome."""
+    settings.control_share = 0.0
+    api.post("/v1/events", json=[ev("q-c", "consent", T0, "q", purpose="marketing", granted=True)])
+    flow.drain()
+    d = serve(api, flow, {"customer_id": "q"}, "garden_sale")
+    url = f"/v1/decisions/{d['decision_id']}/feedback"
+    res = api.post(url, json={"offer_id": "garden_sael", "outcome": "accepted"})
+    assert res.status_code == 422 and "'garden_sael' is not in the catalog" in res.text
+    assert api.post(url, json={"offer_id": "garden_sale", "outcome": "Accepted"}).status_code == 202
+    flow.drain()
+    perf = wait_for(lambda: (p := get_json(api, "/v1/offers/garden_sale/performance"))["accepted"]
+                    and p, timeout=20)
+    assert perf["accepted"] == 1

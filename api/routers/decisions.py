@@ -61,9 +61,14 @@ class DecisionIn(BaseModel):
         return self
 
 
+def _word(value: Any) -> Any:
+    """A choice as a table or a form writes it ("Accepted"), as events take it."""
+    return value.strip().lower() if isinstance(value, str) else value
+
+
 class FeedbackIn(BaseModel):
     offer_id: Id
-    outcome: Literal["accepted", "rejected", "ignored"]
+    outcome: Annotated[Literal["accepted", "rejected", "ignored"], BeforeValidator(_word)]
     value: float | None = Field(default=None, allow_inf_nan=False)
 
 
@@ -178,6 +183,11 @@ async def post_feedback(decision_id: str, request: HttpRequest, st: State, _: De
     raw = await st.redis.get(store.decision(decision_id))
     if raw is None:
         raise ApiError(404, "not_found", f"decision {decision_id!r} is unknown or expired")
+    if body.offer_id not in st.catalog.catalog.by_id and "offer:" + body.offer_id not in st.models.meta:
+        # a typo would otherwise count as an answer to an offer no one has (a retired offer has
+        # its model, so an answer to it still counts)
+        raise ApiError(422, "invalid_request", f"offer_id: {body.offer_id!r} is not in the catalog "
+                       "and was never served")
     cid = raw.decode()
     if cid.startswith("anon:"):  # a visitor since signed in: their customer holds the decision
         cid = await profiles.resolve(st, None, cid.removeprefix("anon:"))
