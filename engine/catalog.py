@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.events import to_ts
+from engine.events import Channel, to_ts
 from engine.rules import Condition, Conditions, RuleError, first_error
 
 Kind = Literal["offer", "retention", "service"]
@@ -29,7 +29,7 @@ class Offer(BaseModel):
     kind: Kind = "offer"
     title: str = ""
     value: Annotated[float, Field(ge=0)] = 0.0
-    channels: list[str] | None = None
+    channels: list[Channel] | None = None
     eligible: str | None = None
     applicable: str | None = None
     suitable: str | None = None

@@ -22,6 +22,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StringConstraints,
     TypeAdapter,
     ValidationError,
     model_validator,
@@ -83,6 +84,10 @@ def to_ts(value: Any) -> float:
 
 
 Ts = Annotated[float, BeforeValidator(to_ts)]
+# "Web" and "web" are one channel, in events, decisions, the catalog and the policy (in
+# pydantic's core: free)
+Channel = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1,
+                                           max_length=32)]
 
 
 Currency = Annotated[str, BeforeValidator(to_currency)]
@@ -94,7 +99,7 @@ class _Base(BaseModel):
     ts: Ts
     customer_id: Id | None = None
     anonymous_id: Id | None = None
-    channel: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    channel: Channel | None = None
 
     @model_validator(mode="after")
     def _needs_customer(self) -> _Base:

@@ -25,6 +25,7 @@ from typing import Annotated, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from engine.events import Channel
 from engine.rules import RuleError, first_error, given
 
 DAY = 86400.0
@@ -40,7 +41,7 @@ class _CapSpec(BaseModel):
     window_days: Annotated[float, Field(gt=0)]
     max: Annotated[int, Field(ge=0)]
     kinds: list[str] | None = None  # None: every kind
-    channels: list[str] | None = None  # None: every channel
+    channels: list[Channel] | None = None  # None: every channel
 
 
 class _PolicySpec(BaseModel):

@@ -159,3 +159,20 @@ def test_metrics_count_how_each_decision_was_answered(api, flow) -> None:
     assert seen == ["ranked", "consistency", "empty"]
     after = decision_paths(api.get("/metrics").text)
     assert {k: after[k] - before.get(k, 0) for k in after} == {"ranked": 1, "consistency": 1, "empty": 1}
+
+
+def test_a_channel_is_one_whatever_its_case(api, flow, tmp_path: Path) -> None:
+    """"Web" and "web" are one channel: a site that capitalises it got no offer restricted to the
+    web ("channel or validity"), and its showings escaped the web's caps. The catalog and the
+    policy file read theirs alike."""
+    setup(api, flow, "case1")
+    web_only = [o["id"] for o in get_json(api, "/v1/offers")["offers"]
+                if o["kind"] == "offer" and o.get("channels") and "web" in o["channels"]]
+    assert web_only and marketing(api, "case1", " WEB ", web_only)
+    assert api.post("/v1/events", json=[ev("case1-k", "click", T0 + 1, "case1", channel="App")]
+                    ).json()["accepted"] == 1
+    policy = Policy.parse({"caps": [{"name": "d", "window_days": 1, "max": 1, "channels": ["Web"]}]})
+    assert policy.caps[0].channels == ["web"]
+    from engine.catalog import Catalog
+    (tmp_path / "offers.yaml").write_text("offers:\n  - {id: a, channels: [Call_Center]}\n")
+    assert Catalog.load(tmp_path / "offers.yaml").offers[0].channels == ["call_center"]

@@ -27,7 +27,7 @@ from api.responses import ORJSON
 from config import connect
 from engine import consent, policy, store
 from engine.decide import Decision, Profile, Request, decide
-from engine.events import BadEvent, validate
+from engine.events import BadEvent, Channel, validate
 from engine.exported import as_text
 from engine.vector import vectorize
 
@@ -38,7 +38,7 @@ Id = Annotated[str, BeforeValidator(as_text), Field(min_length=1, max_length=128
 class DecisionIn(BaseModel):
     customer_id: Id | None = None
     anonymous_id: Id | None = None
-    channel: Annotated[str, Field(min_length=1, max_length=32)] | None = None
+    channel: Channel | None = None
     context: dict[str, Any] = Field(default_factory=dict, max_length=50)
     limit: Annotated[int, Field(ge=1, le=50)] = 1
     offers: Annotated[list[Id], Field(max_length=500)] | None = None
