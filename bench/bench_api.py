@@ -5,10 +5,12 @@
 Starts the engine (embedded Redis, flow, API), loads simulated customers through the real
 ingest path and flow, then for each rate runs an open-loop client (bench/load.py) against
 `POST /v1/decisions` and, in the same run, against the floor (bench/floor.py: a bare FastAPI
-endpoint returning one Redis hash), while a second client posts events at `--ingest` events/s.
-Prints rate, p50/p90/p99/p99.9 and errors per endpoint, the freshness of writes, Redis bytes per
-customer, the machine's yardstick before and after (`bench.machine`), and writes
-bench/results/api.json.
+endpoint returning one Redis hash), while a second client posts events at `--ingest` events/s
+(10 per `POST /v1/events`: its own latencies are the events row); then an agent desktop's reads,
+`GET /v1/customers/{id}/next-best-action` and `GET /v1/customers/{id}`, at `--agent-rate` each,
+beside the same ingest. Prints rate, p50/p90/p99/p99.9 and errors per endpoint, the freshness of
+writes, Redis bytes per customer, the machine's yardstick before and after (`bench.machine`),
+and writes bench/results/api.json.
 """
 
 from __future__ import annotations
@@ -46,6 +48,14 @@ def _decision(customers: int) -> load.MakeRequest:
         cid = f"c{rng.randrange(customers):06d}"
         return "POST", "/v1/decisions", orjson.dumps(
             {"customer_id": cid, "channel": "web", "context": {"page": "home"}})
+    return make
+
+
+def _agent(customers: int, what: str) -> load.MakeRequest:
+    """An agent desktop's reads: the next best actions on a call, or the customer's profile."""
+    def make(i: int, rng: random.Random) -> tuple[str, str, bytes | None]:
+        cid = f"c{rng.randrange(customers):06d}"
+        return "GET", f"/v1/customers/{cid}" + ("/next-best-action" if what == "nba" else ""), None
     return make
 
 
@@ -123,13 +133,26 @@ def _forks(redis_url: str | None) -> int:
 _runs = itertools.count(1)  # each ingest client's own ids
 
 
-def start_ingest(port: int, customers: int, events_per_s: int, duration: float) -> mp.Process:
-    batch = 10
-    q: Any = mp.Queue()
-    make = _events(customers, batch, next(_runs))
-    p = mp.Process(target=_client, args=(port, make, events_per_s / batch, duration, q), daemon=True)
-    p.start()
-    return p
+class Ingest(mp.Process):
+    """The background client posting clicks, 10 per `POST /v1/events`; `summary()` waits for
+    it to end and gives its own latencies (the events endpoint's row)."""
+
+    def __init__(self, port: int, customers: int, events_per_s: int, duration: float) -> None:
+        batch = 10
+        self.q: Any = mp.Queue()
+        make = _events(customers, batch, next(_runs))
+        super().__init__(target=_client, args=(port, make, events_per_s / batch, duration, self.q),
+                         daemon=True)
+        self.start()
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = self.q.get()
+        self.join()
+        return out
+
+
+def start_ingest(port: int, customers: int, events_per_s: int, duration: float) -> Ingest:
+    return Ingest(port, customers, events_per_s, duration)
 
 
 def ingested(port: int) -> float:
@@ -212,6 +235,7 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--duration", type=float, default=10.0)
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--ingest", type=int, default=2000)
+    ap.add_argument("--agent-rate", type=float, default=100.0)
     args = ap.parse_args(argv)
     console = Console()
     data = Path(tempfile.mkdtemp(prefix="nb-bench-"))
@@ -245,7 +269,7 @@ def main(argv: list[str]) -> None:
                                     for k, v in _cpu(engine).items()}
                 dec["ingested_per_s"] = round((ingested(settings.api_port) - fed)
                                               / (time.monotonic() - t))
-                bg.join()
+                events = bg.summary()
                 fed = ingested(settings.api_port)
                 bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
                 t = time.monotonic()
@@ -253,7 +277,7 @@ def main(argv: list[str]) -> None:
                 flo["ingested_per_s"] = round((ingested(settings.api_port) - fed)
                                               / (time.monotonic() - t))
                 bg.join()
-                rows.append({"decisions": dec, "floor": flo})
+                rows.append({"decisions": dec, "floor": flo, "events (10 per POST)": events})
                 print(f"rate {rate:>6.0f}/s  decisions p50 {dec['p50_ms']:.2f} p99 {dec['p99_ms']:.2f} "
                       f"errors {dec['errors']} AOF rewrites {dec['aof_rewrites']} "
                       f"CPU cores {dec['cpu_cores']}  |  floor p50 "
@@ -262,6 +286,12 @@ def main(argv: list[str]) -> None:
                       f"  |  decisions answered {dec['paths']}",
                       flush=True)
             results["rates"] = rows
+            results["agent"] = {}  # an agent desktop's reads, at --agent-rate, beside the ingest
+            for name, what in (("next-best-action", "nba"), ("profile", "profile")):
+                bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
+                results["agent"][name] = measure(settings.api_port, _agent(args.customers, what),
+                                                 args.agent_rate, args.duration, url)
+                bg.summary()
             bg = start_ingest(settings.api_port, args.customers, args.ingest, 30)
             results["freshness"] = freshness(engine.api_url, args.customers)
             bg.terminate()
@@ -282,17 +312,17 @@ def print_table(res: dict[str, Any]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    t = Table(title=f"POST /v1/decisions vs floor, {res['customers']:,} customers, "
+    t = Table(title=f"Each endpoint (decisions beside the floor), {res['customers']:,} customers, "
                     f"{res['api_workers']} API worker(s), flow ingesting {res['ingest_events_per_s']}/s")
     for col in ("endpoint", "rate/s", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "errors",
                 "AOF rewrites", "events in/s"):
         t.add_column(col, justify="right")
-    for row in res["rates"]:
-        for name in ("decisions", "floor"):
-            r = row[name]
-            t.add_row(name, f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
-                      f"{r['p99_ms']:.2f}", f"{r['p999_ms']:.2f}", str(r["errors"]),
-                      str(r.get("aof_rewrites", "")), str(r.get("ingested_per_s", "")))
+    rows = [(name, row[name]) for row in res["rates"] for name in row]
+    rows += list(res.get("agent", {}).items())
+    for name, r in rows:
+        t.add_row(name, f"{r['rate']:.0f}", f"{r['p50_ms']:.2f}", f"{r['p90_ms']:.2f}",
+                  f"{r['p99_ms']:.2f}", f"{r['p999_ms']:.2f}", str(r["errors"]),
+                  str(r.get("aof_rewrites", "")), str(r.get("ingested_per_s", "")))
     Console().print(t)
     print(f"highest decision rate with p99 < 10 ms: {res['max_rate_p99_under_10ms']}")
     print(f"freshness (POST /v1/events returned -> visible in GET /v1/customers): {res['freshness']}")
