@@ -41,7 +41,7 @@ from bench import machine
 from bench.data import START, write_events
 from config import Settings
 from engine import store
-from nextbest.redis_server import RedisServer, free_port
+from nextbest.redis_server import RedisServer, listen_ports
 from nextbest.replay import feed
 
 RESULTS = Path(__file__).parent / "results"
@@ -160,7 +160,7 @@ def main(argv: list[str]) -> None:
             shutil.rmtree(s.data_dir / "recovery", ignore_errors=True)
             feed(s, events, Console(quiet=True))
             if layout is None:
-                addrs = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+                addrs = ";".join(f"127.0.0.1:{p}" for p in listen_ports(2))
                 layout = [["-i", "0", "-a", addrs], ["-i", "1", "-a", addrs]]
             out[name] = timed_run(s, layout, live if name == "1 worker" else None)
             print(f"{name}: {out[name]['events_per_s']:,} events/s "

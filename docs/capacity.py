@@ -34,7 +34,7 @@ from bench.data import write_events
 from config import Settings, connect
 from nextbest.cluster import LocalCluster
 from nextbest.engine import Engine
-from nextbest.redis_server import RedisServer, free_port
+from nextbest.redis_server import RedisServer, free_port, listen_ports
 from nextbest.replay import feed
 
 CUSTOMERS = 10_000
@@ -64,7 +64,7 @@ def flow(tmp: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"events": write_events(events, CUSTOMERS, 200)}
     with RedisServer(tmp / "redis") as server:
         s = _settings(server.url, tmp / "d")
-        addrs = f"127.0.0.1:{free_port()};127.0.0.1:{free_port()}"
+        addrs = ";".join(f"127.0.0.1:{p}" for p in listen_ports(2))
         for name, layout in (("1x1", [[]]), ("2 processes x 1", [["-i", "0", "-a", addrs],
                                                                   ["-i", "1", "-a", addrs]])):
             redis.Redis.from_url(server.url).flushall()

@@ -88,8 +88,6 @@ Ts = Annotated[float, BeforeValidator(to_ts)]
 # pydantic's core: free)
 Channel = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1,
                                            max_length=32)]
-
-
 Currency = Annotated[str, BeforeValidator(to_currency)]
 
 
