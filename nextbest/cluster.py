@@ -8,26 +8,16 @@ exercising the client side (hash tags, slot routing, pipelines across nodes), no
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 from typing import Self
 
 import redis
 
-from nextbest.redis_server import RedisServer
+from nextbest.redis_server import RedisServer, port_free
 
 SLOTS = 16384
 BUS_OFFSET = 10000  # Redis 6.2 puts the cluster bus on port + 10000
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def cluster_ports(n: int, start: int = 30000) -> list[int]:
@@ -35,7 +25,7 @@ def cluster_ports(n: int, start: int = 30000) -> list[int]:
     ports: list[int] = []
     port = start
     while len(ports) < n and port + BUS_OFFSET < 65536:
-        if _port_free(port) and _port_free(port + BUS_OFFSET):
+        if port_free(port) and port_free(port + BUS_OFFSET):
             ports.append(port)
         port += 1
     if len(ports) < n:

@@ -81,7 +81,7 @@ def listen_ports(n: int, rng: random.Random | None = None) -> list[int]:
     ports: list[int] = []
     for _ in range(1000 if low > 12_000 else 0):
         port = rng.randrange(low - 10_000, low)
-        if port not in ports and _bindable(port):
+        if port not in ports and port_free(port):
             ports.append(port)
             if len(ports) == n:
                 return ports
@@ -91,7 +91,8 @@ def listen_ports(n: int, rng: random.Random | None = None) -> list[int]:
     return ports
 
 
-def _bindable(port: int) -> bool:
+def port_free(port: int) -> bool:
+    """Can a listener bind 127.0.0.1:`port` now?"""
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", port))
