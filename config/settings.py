@@ -111,15 +111,22 @@ class Settings(BaseSettings):
             self.redis_url = as_cluster(self.redis_url)
         return self
 
+    @field_validator("currency", mode="before")
+    @classmethod
+    def _code(cls, code: Any) -> Any:
+        return code.strip().upper() if isinstance(code, str) else code  # "eur" as events take it
+
     @field_validator("exchange_rates")
     @classmethod
     def _rates(cls, rates: dict[str, float]) -> dict[str, float]:
+        out = {}
         for code, rate in rates.items():
-            if not re.fullmatch(r"[A-Z]{3}", code):
+            if not re.fullmatch(r"[A-Za-z]{3}", code.strip()):
                 raise ValueError(f"exchange rate for {code!r}: not an ISO 4217 code (e.g. USD)")
             if not 0 < rate < float("inf"):
                 raise ValueError(f"exchange rate for {code}: {rate} is not a positive number")
-        return rates
+            out[code.strip().upper()] = rate
+        return out
 
     @field_validator("api_keys")
     @classmethod

@@ -37,8 +37,9 @@ def test_a_currency_without_a_rate_is_taken_as_it_is_and_counted():
 
 
 def test_an_exchange_rate_setting_is_checked():
-    assert Settings(exchange_rates={"USD": 0.92}).exchange_rates == {"USD": 0.92}
-    for bad, said in (({"usd": 1.0}, "not an ISO 4217 code"), ({"USD": 0.0}, "not a positive number")):
+    assert Settings(exchange_rates={"usd": 0.92}, currency="gbp").exchange_rates == {"USD": 0.92}
+    assert Settings(currency="gbp").currency == "GBP"
+    for bad, said in (({"US$": 1.0}, "not an ISO 4217 code"), ({"USD": 0.0}, "not a positive number")):
         with pytest.raises(ValidationError, match=said):
             Settings(exchange_rates=bad)
     with pytest.raises(ValidationError):
