@@ -111,7 +111,11 @@ class _Base(BaseModel):
         for key, value in (self.model_extra or {}).items():
             if len(key) > 64:
                 raise ValueError(f"field name {key[:40]!r}... is longer than 64 characters")
-            if len(orjson.dumps(value)) > MAX_EXTRA:
+            try:
+                size = len(orjson.dumps(value))
+            except TypeError as exc:  # an integer past 64 bits, from a caller in Python
+                raise ValueError(f"{key}: cannot be kept as JSON ({exc})") from None
+            if size > MAX_EXTRA:
                 raise ValueError(f"{key}: over {MAX_EXTRA} bytes as JSON")
         return self
 

@@ -9,7 +9,7 @@ import httpx
 import orjson
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from config import Settings
@@ -44,6 +44,7 @@ def test_parser_rejects_arbitrary_bytes_only_with_bad_event(raw: bytes) -> None:
 
 
 @given(event_like)
+@example({"type": "click", "event_id": "0", "ts": 0, "granted": [-2 ** 63 - 1]})  # past 64 bits
 @settings(max_examples=500, suppress_health_check=[HealthCheck.too_slow])
 def test_validated_events_keep_the_contract(obj: dict) -> None:
     try:
