@@ -72,7 +72,8 @@ def to_ts(value: Any) -> float:
             hint = " (Unix seconds go as a JSON number)" if value.strip().replace(".", "", 1).isdigit() else ""
             raise ValueError(f"ts {value[:40]!r} is not RFC 3339{hint}") from exc
         if parsed.tzinfo is None:
-            raise ValueError(f"ts {value[:40]!r} has no UTC offset")
+            raise ValueError(f"ts {value[:40]!r} has no UTC offset (add Z for UTC, or one "
+                             "such as +01:00)")
         ts = parsed.timestamp()
     else:
         raise ValueError(f"ts must be a string or number, got {type(value).__name__}")
@@ -249,6 +250,9 @@ def validate(obj: Any, latest: float | None = None) -> Event:
         key = next(k for k, v in obj.items() if depth(v) >= MAX_DEPTH)
         raise BadEvent(f"{str(key)[:40]}: nests lists and objects deeper than {MAX_DEPTH} levels")
     kind = obj.get("type")
+    if kind not in TYPES and isinstance(kind, str) and kind.strip().lower() in TYPES:
+        kind = kind.strip().lower()  # "Click", as a table writes its choices (exported.py)
+        obj = {**obj, "type": kind}
     if kind not in TYPES:
         raise BadEvent(f"type: {repr(kind)[:80]} is not one of {', '.join(TYPES)}")
     obj = whole_floats_as_text(obj, TEXT_FIELDS)

@@ -202,3 +202,13 @@ def test_choices_and_durations_as_tables_write_them(api) -> None:
     res = api.post("/v1/events", json=[{**call, "event_id": "k2", "outcome": "Escalated"},
                                        {**click, "action": "Page View"}]).json()
     assert res["accepted"] == 2 and res["rejected"] == []
+
+
+def test_an_event_type_in_capitals_and_a_time_without_its_offset() -> None:
+    """"Click" is a click; a time a table wrote without its offset says how to give one."""
+    base = {"event_id": "x", "ts": 1.7e9, "customer_id": "c"}
+    assert validate({**base, "type": "Click"})["type"] == "click"
+    with pytest.raises(BadEvent, match=r"has no UTC offset \(add Z for UTC"):
+        validate({**base, "type": "click", "ts": "2010-12-01 08:26:00"})
+    with pytest.raises(BadEvent, match="^type: 'Clicks' is not one of"):
+        validate({**base, "type": "Clicks"})
