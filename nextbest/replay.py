@@ -3,7 +3,8 @@
 The file may be gzipped (`events.jsonl.gz`, as public data sets come), or `-` for standard
 input (`convert.py | nextbest replay -`).
 
-Each line is validated like `POST /v1/events`; good events are appended to the partition
+Each line (an event, or a JSON array of events; the whole file may also be one indented JSON
+array) is validated like `POST /v1/events`; good events are appended to the partition
 streams by the same script (so duplicates are dropped by event id), bad lines go to the
 dead-letter stream with their line number and reason. If no engine is running from this data
 folder (and REDIS_URL is unset), replay starts Redis and the flow itself and waits for the flow
@@ -20,12 +21,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+import orjson
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
 from config import Settings, connect
 from engine import sourcedrift, store
-from engine.events import BadEvent, parse
+from engine.events import BadEvent, validate
 from nextbest.engine import Engine, running_redis
 
 BATCH = 500
@@ -70,14 +72,51 @@ def _lines(path: Path) -> Iterator[tuple[IO[bytes], IO[bytes] | None, int | None
         yield raw, None, path.stat().st_size
 
 
+class NotJsonLines(ValueError):
+    """The file's first line is not JSON at all (a CSV's header, say): nothing was taken."""
+
+
+def _take(line: bytes, lineno: int, latest: float | None, good: list[dict[str, object]],
+          bad: list[tuple[bytes, str]], first: bool = False) -> None:
+    """A line's events: one JSON object, or each object of a JSON array (a table exported as
+    one, as `POST /v1/events` takes it), each dead-lettered alone if bad."""
+    try:
+        obj = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        if first and not line.lstrip().startswith((b"{", b"[")):
+            raise NotJsonLines(f"line {lineno} is not JSON ({line[:60]!r}): one JSON object per "
+                               "line is needed; docs/data.md shows how tables map to "
+                               "events") from None
+        bad.append((line.rstrip(b"\n"), f"line {lineno}: not JSON: {exc}"))
+        return
+    many = isinstance(obj, list)
+    for i, item in enumerate(obj if many else [obj]):
+        try:
+            good.append(validate(item, latest))
+        except BadEvent as exc:
+            where = f"line {lineno}, item {i}" if many else f"line {lineno}"
+            bad.append((orjson.dumps(item) if many else line.rstrip(b"\n"), f"{where}: {exc}"))
+
+
 def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, int]:
     """Validate and append every line; returns (accepted, duplicates, rejected)."""
     client = connect.client(str(settings.redis_url))
     script = client.script_load(store.INGEST_LUA)  # on every primary of a cluster
-    accepted = duplicates = rejected = 0
     good: list[dict[str, object]] = []
     bad: list[tuple[bytes, str]] = []
+    started = False  # a line taken: a first line that is not JSON stops the replay instead
     columns = (TextColumn("[bold]replay"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    counts = [0, 0, 0]  # accepted, duplicates, rejected
+
+    def flush() -> None:  # in slices: one line may hold a whole exported table as an array
+        for at in range(0, max(len(good), len(bad)), BATCH):
+            some = good[at:at + BATCH]
+            added = _flush(client, script, settings, some, bad[at:at + BATCH])
+            counts[0], counts[1] = counts[0] + added, counts[1] + len(some) - added
+            counts[2] += len(bad[at:at + BATCH])
+        good.clear()
+        bad.clear()
+
     with Progress(*columns, console=console, transient=False) as progress, \
             _lines(path) as (fh, compressed, size):
         task = progress.add_task("replay", total=size)
@@ -88,19 +127,18 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
                 progress.update(task, completed=compressed.tell())
             if lineno == 1:  # a file saved with a byte-order mark
                 line = line.removeprefix(BOM)
+                if line.strip() == b"[":  # one JSON array, indented (`to_json(indent=2)`)
+                    rest = fh.read()
+                    line += rest
+                    progress.advance(task, len(rest) if compressed is None else 0)
             if not line.strip():
                 continue
-            try:
-                good.append(parse(line, settings.latest_ts()))
-            except BadEvent as exc:
-                bad.append((line.rstrip(b"\n"), f"line {lineno}: {exc}"))
+            _take(line, lineno, settings.latest_ts(), good, bad, first=not started)
+            started = True
             if len(good) + len(bad) >= BATCH:
-                added = _flush(client, script, settings, good, bad)
-                accepted, duplicates = accepted + added, duplicates + len(good) - added
-                rejected += len(bad)
-                good, bad = [], []
-        added = _flush(client, script, settings, good, bad)
-        accepted, duplicates, rejected = accepted + added, duplicates + len(good) - added, rejected + len(bad)
+                flush()
+        flush()
+    accepted, duplicates, rejected = counts
     return accepted, duplicates, rejected
 
 
@@ -135,7 +173,11 @@ def replay(settings: Settings, file: str, wait: bool, console: Console) -> int:
     if not settings.redis_url:
         engine = Engine(settings, api=False).start()
     try:
-        acc, dup, rej = feed(settings, path, console)
+        try:
+            acc, dup, rej = feed(settings, path, console)
+        except NotJsonLines as exc:
+            console.print(f"[red]{file}: {exc}[/]")
+            return 2
         console.print(f"accepted {acc:,}, duplicates {dup:,}, dead-lettered {rej:,}")
         flow_alive = connect.client(str(settings.redis_url)).exists(store.HEARTBEAT)
         if (wait or engine) and (engine or flow_alive):

@@ -89,3 +89,30 @@ def test_an_event_from_a_clock_far_ahead_is_dead_lettered_not_moving_the_engine_
     assert parse_batch([(0, 1, orjson.dumps(ev("k2099", "click", 4_070_908_800.0, "fut3")))])[0][0] == "fut3"
     settings.max_future_s = 0  # no limit: a simulation far ahead of today is allowed
     assert settings.latest_ts() is None
+
+
+def test_replay_takes_tables_exported_as_json_arrays_and_stops_at_a_csv(
+        settings: Settings, r: redis.Redis, tmp_path) -> None:
+    """pandas' `to_json(orient="records")` writes one JSON array on one line, with `indent` over
+    many: each event is taken (a bad one dead-lettered alone, with its item number; the whole
+    line was one dead letter, cut at 64 KiB). A CSV given by mistake stops at its header, with
+    nothing taken, instead of a dead letter per row."""
+    t = time.time()
+    one_line = tmp_path / "records.json"
+    one_line.write_bytes(orjson.dumps([ev("a1", "click", t, "arr"), {"event_id": "a2", "type": "nope"},
+                                       ev("a3", "click", t, "arr")]) + b"\n")
+    assert replay.feed(settings, one_line, Console(quiet=True)) == (2, 0, 1)
+    (row,) = deadletter.entries(r, 10)
+    assert row["reason"].startswith("line 1, item 1: type:") and b'"a2"' in row["raw"].encode()
+    indented = tmp_path / "indented.json"
+    indented.write_bytes(orjson.dumps([ev(f"i{k}", "click", t, "arr") for k in range(700)],
+                                      option=orjson.OPT_INDENT_2))
+    assert replay.feed(settings, indented, Console(quiet=True)) == (700, 0, 0)  # past one batch
+    csv = tmp_path / "online_retail.csv"
+    csv.write_text("InvoiceNo,StockCode,Quantity\n536365,85123A,6\n")
+    before = sum(int(r.get(store.ingested(p)) or 0) for p in range(settings.partitions))
+    out = Console(record=True, width=200)
+    assert replay.replay(settings, str(csv), wait=False, console=out) == 2
+    assert "one JSON object per line is needed" in out.export_text()
+    assert sum(int(r.get(store.ingested(p)) or 0) for p in range(settings.partitions)) == before
+    assert r.xlen(store.DLQ) == 1  # only the array's bad item
