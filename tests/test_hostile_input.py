@@ -218,3 +218,11 @@ def test_ids_exported_as_numbers_are_read_as_their_text(api: TestClient, flow) -
     assert f["interest_1338"] > 0 and profile["anonymous_ids"] == ["257597"]
     decision = api.post("/v1/decisions", json={"customer_id": 17850, "offers": [1, "gold_card"]})
     assert decision.status_code == 200 and decision.json()["customer_id"] == "17850"
+    # a client asking with the same value as it sent it (a path built from pandas' 17850.0)
+    # finds the customer ingest read it as; erasure by that name erases them
+    again = get_json(api, "/v1/customers/17850.0")
+    assert again["customer_id"] == "17850" and again["features"] == f
+    assert api.get("/v1/customers/17850.0/next-best-action").json()["customer_id"] == "17850"
+    assert api.get("/v1/customers/17851.0").status_code == 404
+    assert api.delete("/v1/customers/17850.0").status_code == 200
+    assert api.get("/v1/customers/17850").status_code == 404

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -11,6 +12,7 @@ from api.deps import Admin, Agent, State
 from api.errors import ApiError
 from api.responses import ORJSON
 from api.routers.decisions import DecisionIn, run_decision
+from engine.exported import as_text
 from engine.value import at_horizon
 from engine.vector import vectorize
 
@@ -34,11 +36,26 @@ def live_scores(st: Any, doc: dict[str, Any], features: dict[str, Any],
     return scores
 
 
-async def load(st: Any, customer_id: str) -> tuple[dict[str, Any], float]:
+_DECIMAL_WHOLE = re.compile(r"\d{1,15}\.0+")
+
+
+async def fetch_named(st: Any, customer_id: str) -> tuple[str, dict[str, Any] | None, float]:
+    """The customer the path names: as written, or else, for a whole number written with a
+    decimal point ("17850.0", as pandas writes an id column with gaps), as ingest reads that
+    number ("17850"). Returns the id found under, the document (None: unknown) and the clock."""
     doc, clock, _ = await profiles.fetch(st, customer_id)
+    if doc is None and _DECIMAL_WHOLE.fullmatch(customer_id):
+        whole = as_text(float(customer_id))
+        doc, clock, _ = await profiles.fetch(st, whole)
+        customer_id = whole if doc is not None else customer_id
+    return customer_id, doc, clock
+
+
+async def load(st: Any, customer_id: str) -> tuple[str, dict[str, Any], float]:
+    customer_id, doc, clock = await fetch_named(st, customer_id)
     if doc is None:
         raise ApiError(404, "not_found", f"customer {customer_id!r} is unknown")
-    return doc, clock
+    return customer_id, doc, clock
 
 
 # `:path`: a customer id may hold a slash (`ACME/42`, sent as `ACME%2F42`); the agent's route
@@ -48,7 +65,7 @@ async def load(st: Any, customer_id: str) -> tuple[dict[str, Any], float]:
             summary="Actions for an agent talking to the customer now")
 async def next_best_action(customer_id: str, st: State, _: Agent, channel: str = "call_center",
                            limit: Annotated[int, Query(ge=1, le=20)] = 3) -> ORJSON:
-    doc, clock = await load(st, customer_id)
+    customer_id, doc, clock = await load(st, customer_id)
     features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
     scores = live_scores(st, doc, features, 365.0, clock)
     body = DecisionIn(customer_id=customer_id, channel=channel, limit=limit)
@@ -78,7 +95,7 @@ async def next_best_action(customer_id: str, st: State, _: Agent, channel: str =
 @router.get("/v1/customers/{customer_id:path}", summary="A customer's profile, features and scores")
 async def get_customer(customer_id: str, st: State, _: Agent,
                        horizon_days: Horizon = 365.0) -> ORJSON:
-    doc, clock = await load(st, customer_id)
+    customer_id, doc, clock = await load(st, customer_id)
     features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
     alerts = await alerts_store.query(st.redis, customer_id=customer_id, status="open", limit=20)
     return ORJSON({
@@ -91,5 +108,5 @@ async def get_customer(customer_id: str, st: State, _: Agent,
 
 @router.delete("/v1/customers/{customer_id:path}", summary="Erase everything held about a customer")
 async def erase(customer_id: str, st: State, _: Admin) -> ORJSON:
-    doc, clock, _ = await profiles.fetch(st, customer_id)
+    customer_id, doc, clock = await fetch_named(st, customer_id)
     return ORJSON(await erasure.erase(st, customer_id, doc, profiles.now_of(clock)))
