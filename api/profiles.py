@@ -2,13 +2,32 @@
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
 from engine import consent, store
 from engine.aging import age
 from engine.decide import Profile
+from engine.exported import as_text
 from engine.value import at_horizon
+
+_DECIMAL_WHOLE = re.compile(r"\d{1,15}\.0+")
+
+
+def whole_form(customer_id: str) -> str | None:
+    """How ingest reads a whole number written with a decimal point ("17850.0", as pandas
+    writes an id column with gaps): "17850"; None for any other id."""
+    return as_text(float(customer_id)) if _DECIMAL_WHOLE.fullmatch(customer_id) else None
+
+
+async def named(st: Any, customer_id: str) -> str:
+    """The customer a client names by the value it sent (a path or a filter built from pandas'
+    17850.0): the id as written if a customer has it, else the one ingest read that value as."""
+    whole = whole_form(customer_id)
+    if whole is None or await st.redis.exists(store.customer(customer_id)):
+        return customer_id
+    return whole if await st.redis.exists(store.customer(whole)) else customer_id
 
 
 async def resolve(st: Any, customer_id: str | None, anonymous_id: str | None) -> str:

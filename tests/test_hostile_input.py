@@ -191,7 +191,7 @@ def test_ids_exported_as_numbers_are_read_as_their_text(api: TestClient, flow) -
     Online Retail's customer ids (written 17850.0 by pandas when the column has gaps). They were
     all rejected ("Input should be a valid string"); each is now its decimal text, a whole number
     its digits, so 17850, 17850.0 and "17850" are one customer and event ids 1 and "1" one event."""
-    from tests.conftest import get_json
+    from tests.conftest import get_json, wait_for
 
     t = 1_767_225_600
     out = api.post("/v1/events", json=[
@@ -224,5 +224,10 @@ def test_ids_exported_as_numbers_are_read_as_their_text(api: TestClient, flow) -
     assert again["customer_id"] == "17850" and again["features"] == f
     assert api.get("/v1/customers/17850.0/next-best-action").json()["customer_id"] == "17850"
     assert api.get("/v1/customers/17851.0").status_code == 404
+    api.post("/v1/events", json={"event_id": 8, "type": "call", "ts": t + 8, "customer_id": 17850.0,
+                                 "reason": "cancel_request"})  # raises an alert for them
+    flow.drain()
+    alerts = wait_for(lambda: api.get("/v1/alerts", params={"customer_id": "17850"}).json()["alerts"])
+    assert api.get("/v1/alerts", params={"customer_id": "17850.0"}).json()["alerts"] == alerts
     assert api.delete("/v1/customers/17850.0").status_code == 200
     assert api.get("/v1/customers/17850").status_code == 404

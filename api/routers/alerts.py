@@ -10,7 +10,7 @@ import orjson
 from fastapi import APIRouter, Header, Query, Request
 from fastapi.responses import StreamingResponse
 
-from api import alerts_store
+from api import alerts_store, profiles
 from api.deps import Sales, State
 from api.errors import ApiError
 from api.responses import ORJSON
@@ -53,7 +53,8 @@ async def list_alerts(st: State, _: Sales, owner: str | None = None, type: str |
                       customer_id: str | None = None, since: str | None = None,
                       status: str | None = None, severity: str | None = None,
                       limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> ORJSON:
-    f = _filters(owner, type, customer_id, since, status, severity)
+    f = _filters(owner, type, customer_id and await profiles.named(st, customer_id), since,
+                 status, severity)
     return ORJSON({"alerts": await alerts_store.query(st.redis, limit=limit, **f)})
 
 
@@ -71,7 +72,8 @@ async def stream(request: Request, st: State, _: Sales, owner: str | None = None
                  since: str | None = None, status: str | None = None,
                  severity: str | None = None,
                  last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
-    f = _filters(owner, type, customer_id, since, status, severity)
+    f = _filters(owner, type, customer_id and await profiles.named(st, customer_id), since,
+                 status, severity)
     start = last_event_id or "$"
     if start != "$":
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
@@ -12,7 +11,6 @@ from api.deps import Admin, Agent, State
 from api.errors import ApiError
 from api.responses import ORJSON
 from api.routers.decisions import DecisionIn, run_decision
-from engine.exported import as_text
 from engine.value import at_horizon
 from engine.vector import vectorize
 
@@ -36,16 +34,12 @@ def live_scores(st: Any, doc: dict[str, Any], features: dict[str, Any],
     return scores
 
 
-_DECIMAL_WHOLE = re.compile(r"\d{1,15}\.0+")
-
-
 async def fetch_named(st: Any, customer_id: str) -> tuple[str, dict[str, Any] | None, float]:
     """The customer the path names: as written, or else, for a whole number written with a
     decimal point ("17850.0", as pandas writes an id column with gaps), as ingest reads that
     number ("17850"). Returns the id found under, the document (None: unknown) and the clock."""
     doc, clock, _ = await profiles.fetch(st, customer_id)
-    if doc is None and _DECIMAL_WHOLE.fullmatch(customer_id):
-        whole = as_text(float(customer_id))
+    if doc is None and (whole := profiles.whole_form(customer_id)):
         doc, clock, _ = await profiles.fetch(st, whole)
         customer_id = whole if doc is not None else customer_id
     return customer_id, doc, clock
