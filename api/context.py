@@ -52,6 +52,10 @@ class AppState:
     alert_rules: RulesFile[AlertRules] | None = None  # the flow's; held for its errors
     batcher: Batcher | None = None  # auto-pipelining; None: each pipeline is its own round trip
 
+    def knows_offer(self, offer_id: str) -> bool:
+        """In the catalog, or served once (a retired offer keeps its model and its figures)."""
+        return offer_id in self.catalog.catalog.by_id or "offer:" + offer_id in self.models.meta
+
     async def send(self, pipe: aioredis.client.Pipeline) -> list[Any]:
         """Run a pipeline's commands: batched with other requests' when batching is on."""
         if self.batcher is not None:

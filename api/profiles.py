@@ -25,9 +25,13 @@ async def named(st: Any, customer_id: str) -> str:
     """The customer a client names by the value it sent (a path or a filter built from pandas'
     17850.0): the id as written if a customer has it, else the one ingest read that value as."""
     whole = whole_form(customer_id)
-    if whole is None or await st.redis.exists(store.customer(customer_id)):
+    if whole is None:  # any other id: no I/O
         return customer_id
-    return whole if await st.redis.exists(store.customer(whole)) else customer_id
+    pipe = st.redis.pipeline(transaction=False)
+    pipe.exists(store.customer(customer_id))
+    pipe.exists(store.customer(whole))
+    as_written, as_read = await st.send(pipe)
+    return whole if as_read and not as_written else customer_id
 
 
 async def resolve(st: Any, customer_id: str | None, anonymous_id: str | None) -> str:

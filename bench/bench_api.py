@@ -150,11 +150,6 @@ class Ingest(mp.Process):
         self.join()
         return out
 
-
-def start_ingest(port: int, customers: int, events_per_s: int, duration: float) -> Ingest:
-    return Ingest(port, customers, events_per_s, duration)
-
-
 def ingested(port: int) -> float:
     return metrics.new_events(metrics.scrape(port))
 
@@ -262,7 +257,7 @@ def main(argv: list[str]) -> None:
             url = str(settings.redis_url)
             for rate in rates:
                 fed = ingested(settings.api_port)
-                bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
+                bg = Ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
                 cpu, t = _cpu(engine), time.monotonic()
                 dec = measure(settings.api_port, _decision(args.customers), rate, args.duration, url)
                 dec["cpu_cores"] = {k: round((v - cpu[k]) / (args.duration + 1.0), 2)  # + warm-up
@@ -271,12 +266,12 @@ def main(argv: list[str]) -> None:
                                               / (time.monotonic() - t))
                 events = bg.summary()
                 fed = ingested(settings.api_port)
-                bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
+                bg = Ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
                 t = time.monotonic()
                 flo = measure(floor_port, _floor(args.customers), rate, args.duration, url)
                 flo["ingested_per_s"] = round((ingested(settings.api_port) - fed)
                                               / (time.monotonic() - t))
-                bg.join()
+                bg.summary()
                 rows.append({"decisions": dec, "floor": flo, "events (10 per POST)": events})
                 print(f"rate {rate:>6.0f}/s  decisions p50 {dec['p50_ms']:.2f} p99 {dec['p99_ms']:.2f} "
                       f"errors {dec['errors']} AOF rewrites {dec['aof_rewrites']} "
@@ -288,11 +283,11 @@ def main(argv: list[str]) -> None:
             results["rates"] = rows
             results["agent"] = {}  # an agent desktop's reads, at --agent-rate, beside the ingest
             for name, what in (("next-best-action", "nba"), ("profile", "profile")):
-                bg = start_ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
+                bg = Ingest(settings.api_port, args.customers, args.ingest, args.duration + 2)
                 results["agent"][name] = measure(settings.api_port, _agent(args.customers, what),
                                                  args.agent_rate, args.duration, url)
                 bg.summary()
-            bg = start_ingest(settings.api_port, args.customers, args.ingest, 30)
+            bg = Ingest(settings.api_port, args.customers, args.ingest, 30)
             results["freshness"] = freshness(engine.api_url, args.customers)
             bg.terminate()
         finally:

@@ -8,7 +8,6 @@ Values come from, in order of precedence: constructor arguments, environment var
 from __future__ import annotations
 
 import os
-import re
 import secrets
 import time
 from functools import lru_cache
@@ -22,6 +21,8 @@ from pydantic_settings import (
     SettingsConfigDict,
     TomlConfigSettingsSource,
 )
+
+from engine.exported import Currency
 
 ROLES = frozenset({"admin", "ingest", "decide", "agent", "sales"})
 _DEFAULT_TOML = Path(__file__).with_name("nextbest.toml")
@@ -52,9 +53,9 @@ class Settings(BaseSettings):
     lean_routes: bool = True  # API: decisions and events served past FastAPI's routing (api/lean.py)
     model_secret: str = ""
     partitions: int = Field(default=4, ge=1, le=1024)
-    currency: str = Field(default="EUR", pattern=r"^[A-Z]{3}$")  # the unit of every amount
+    currency: Currency = "EUR"  # the unit of every amount, read as events read it ("eur": EUR)
     # units of `currency` per unit of each other currency transactions may come in (engine/money.py)
-    exchange_rates: dict[str, float] = Field(default_factory=dict)
+    exchange_rates: dict[Currency, float] = Field(default_factory=dict)
     lateness_s: float = Field(default=3600.0, ge=0)
     # events timed further than this ahead of the ingesting machine's clock are dead-lettered
     # (a wrong device clock would carry the engine's event-time clock ahead); 0: no limit
@@ -111,22 +112,13 @@ class Settings(BaseSettings):
             self.redis_url = as_cluster(self.redis_url)
         return self
 
-    @field_validator("currency", mode="before")
-    @classmethod
-    def _code(cls, code: Any) -> Any:
-        return code.strip().upper() if isinstance(code, str) else code  # "eur" as events take it
-
     @field_validator("exchange_rates")
     @classmethod
     def _rates(cls, rates: dict[str, float]) -> dict[str, float]:
-        out = {}
         for code, rate in rates.items():
-            if not re.fullmatch(r"[A-Za-z]{3}", code.strip()):
-                raise ValueError(f"exchange rate for {code!r}: not an ISO 4217 code (e.g. USD)")
             if not 0 < rate < float("inf"):
                 raise ValueError(f"exchange rate for {code}: {rate} is not a positive number")
-            out[code.strip().upper()] = rate
-        return out
+        return rates
 
     @field_validator("api_keys")
     @classmethod

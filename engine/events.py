@@ -28,7 +28,7 @@ from pydantic import (
     model_validator,
 )
 
-from engine.exported import HINTS, as_meant, to_currency, whole_floats_as_text
+from engine.exported import HINTS, Currency, as_meant, as_word, whole_floats_as_text
 from engine.types import Event
 
 TYPES = ("click", "call", "transaction", "profile", "identify", "consent", "feedback", "outcome")
@@ -89,7 +89,6 @@ Ts = Annotated[float, BeforeValidator(to_ts)]
 # pydantic's core: free)
 Channel = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1,
                                            max_length=32)]
-Currency = Annotated[str, BeforeValidator(to_currency)]
 
 
 class _Base(BaseModel):
@@ -250,8 +249,8 @@ def validate(obj: Any, latest: float | None = None) -> Event:
         key = next(k for k, v in obj.items() if depth(v) >= MAX_DEPTH)
         raise BadEvent(f"{str(key)[:40]}: nests lists and objects deeper than {MAX_DEPTH} levels")
     kind = obj.get("type")
-    if kind not in TYPES and isinstance(kind, str) and kind.strip().lower() in TYPES:
-        kind = kind.strip().lower()  # "Click", as a table writes its choices (exported.py)
+    if kind not in TYPES and as_word(kind) in TYPES:  # "Click", as tables write their choices
+        kind = as_word(kind)
         obj = {**obj, "type": kind}
     if kind not in TYPES:
         raise BadEvent(f"type: {repr(kind)[:80]} is not one of {', '.join(TYPES)}")

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import BeforeValidator
 
 _HMS = re.compile(r"^\s*(\d+):([0-5]\d):([0-5]\d)(\.\d+)?\s*$")
 
@@ -21,9 +23,8 @@ HINTS = {
                                       "positive amount)",
     ("quantity", "greater_than_equal"): ' (returned items go in a kind "refund" transaction, '
                                         "with positive quantities)",
-    ("sentiment", "less_than_equal"): " (sentiment is in [-1, 1]: a 1-5 rating is (rating - 3) / 2)",
-    ("sentiment", "greater_than_equal"): " (sentiment is in [-1, 1]: a 1-5 rating is "
-                                         "(rating - 3) / 2)",
+    **dict.fromkeys([("sentiment", "less_than_equal"), ("sentiment", "greater_than_equal")],
+                    " (sentiment is in [-1, 1]: a 1-5 rating is (rating - 3) / 2)"),
 }
 
 
@@ -54,17 +55,31 @@ def whole_floats_as_text(obj: dict[str, Any], fields: frozenset[str]) -> dict[st
     return {**obj, **floats} if floats else obj
 
 
+def as_word(value: Any) -> Any:
+    """A choice as a table or a form writes it, in the contract's spelling: lower case, words
+    joined by underscores ("Resolved", "Add to cart", "page-view"); anything else as it is.
+
+    >>> as_word("Add to cart"), as_word(" Inbound "), as_word(3)
+    ('add_to_cart', 'inbound', 3)
+    """
+    return re.sub(r"[\s-]+", "_", value.strip().lower()) if isinstance(value, str) else value
+
+
 def to_currency(value: Any) -> Any:
     """An ISO 4217 code in capitals, as tables write them in either case (Stripe's are lower).
 
     >>> to_currency("usd"), to_currency("EUR")
     ('USD', 'EUR')
     """
-    if isinstance(value, str) and len(value) == 3 and value.isascii() and value.isalpha():
-        return value.upper()
+    code = value.strip() if isinstance(value, str) else value
+    if isinstance(code, str) and len(code) == 3 and code.isascii() and code.isalpha():
+        return code.upper()
     if isinstance(value, str):
         raise ValueError(f"{value[:40]!r} is not an ISO 4217 code such as EUR or USD")
     return value
+
+
+Currency = Annotated[str, BeforeValidator(to_currency)]  # events' `currency`, the settings'
 
 
 def as_meant(obj: dict[str, Any], errors: Iterable[dict[str, Any]]) -> dict[str, Any] | None:
@@ -86,8 +101,7 @@ def as_meant(obj: dict[str, Any], errors: Iterable[dict[str, Any]]) -> dict[str,
             continue
         field = str(loc[1])
         if err["type"] == "literal_error":  # "Resolved", "Inbound", "Add to cart", "page-view"
-            word = re.sub(r"[\s-]+", "_", value.strip().lower())
-            if word != value:
+            if (word := as_word(value)) != value:
                 fixes[field] = word
         elif err["type"] == "float_parsing" and (m := _HMS.match(value)):  # a duration
             h, mi, s, frac = m.groups()

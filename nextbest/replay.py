@@ -138,8 +138,7 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
             if len(good) + len(bad) >= BATCH:
                 flush()
         flush()
-    accepted, duplicates, rejected = counts
-    return accepted, duplicates, rejected
+    return counts[0], counts[1], counts[2]
 
 
 def pending(settings: Settings) -> int:

@@ -40,7 +40,7 @@ def performance(st: Any, offer_id: str) -> dict[str, Any]:
 
 @router.get("/v1/offers/{offer_id}/performance", summary="Impressions, accepts, uplift")
 async def offer_performance(offer_id: str, st: State, _: Agent) -> ORJSON:
-    if offer_id not in st.catalog.catalog.by_id and "offer:" + offer_id not in st.models.meta:
+    if not st.knows_offer(offer_id):
         raise ApiError(404, "not_found", f"offer {offer_id!r} is not in the catalog")
     await st.models.refresh(st.redis)
     return ORJSON(performance(st, offer_id))

@@ -35,13 +35,10 @@ def live_scores(st: Any, doc: dict[str, Any], features: dict[str, Any],
 
 
 async def fetch_named(st: Any, customer_id: str) -> tuple[str, dict[str, Any] | None, float]:
-    """The customer the path names: as written, or else, for a whole number written with a
-    decimal point ("17850.0", as pandas writes an id column with gaps), as ingest reads that
-    number ("17850"). Returns the id found under, the document (None: unknown) and the clock."""
+    """The customer the path names (`profiles.named`: "17850.0" finds "17850"): the id found
+    under, the document (None: unknown) and the clock."""
+    customer_id = await profiles.named(st, customer_id)
     doc, clock, _ = await profiles.fetch(st, customer_id)
-    if doc is None and (whole := profiles.whole_form(customer_id)):
-        doc, clock, _ = await profiles.fetch(st, whole)
-        customer_id = whole if doc is not None else customer_id
     return customer_id, doc, clock
 
 

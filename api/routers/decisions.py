@@ -28,7 +28,7 @@ from config import connect
 from engine import consent, policy, store
 from engine.decide import Decision, Profile, Request, decide
 from engine.events import BadEvent, Channel, validate
-from engine.exported import as_text
+from engine.exported import as_text, as_word
 from engine.vector import vectorize
 
 router = APIRouter(tags=["decisions"])
@@ -61,14 +61,9 @@ class DecisionIn(BaseModel):
         return self
 
 
-def _word(value: Any) -> Any:
-    """A choice as a table or a form writes it ("Accepted"), as events take it."""
-    return value.strip().lower() if isinstance(value, str) else value
-
-
 class FeedbackIn(BaseModel):
     offer_id: Id
-    outcome: Annotated[Literal["accepted", "rejected", "ignored"], BeforeValidator(_word)]
+    outcome: Annotated[Literal["accepted", "rejected", "ignored"], BeforeValidator(as_word)]  # "Accepted"
     value: float | None = Field(default=None, allow_inf_nan=False)
 
 
@@ -183,9 +178,7 @@ async def post_feedback(decision_id: str, request: HttpRequest, st: State, _: De
     raw = await st.redis.get(store.decision(decision_id))
     if raw is None:
         raise ApiError(404, "not_found", f"decision {decision_id!r} is unknown or expired")
-    if body.offer_id not in st.catalog.catalog.by_id and "offer:" + body.offer_id not in st.models.meta:
-        # a typo would otherwise count as an answer to an offer no one has (a retired offer has
-        # its model, so an answer to it still counts)
+    if not st.knows_offer(body.offer_id):  # a typo would count as an answer to no one's offer
         raise ApiError(422, "invalid_request", f"offer_id: {body.offer_id!r} is not in the catalog "
                        "and was never served")
     cid = raw.decode()
