@@ -15,12 +15,16 @@ import redis.asyncio as aioredis
 from api import alerts_store
 from engine import store
 from engine.events import routing_key
+from engine.exported import as_text
 
 CHUNK = 2000
 
 
 def _names(payload: dict[str, Any], ids: set[str]) -> bool:
-    return payload.get("customer_id") in ids or payload.get("anonymous_id") in ids
+    """Does an entry name one of `ids`? Also as a number (a dead letter keeps what was sent:
+    17850.0 names "17850"), and whatever else a dead letter holds there (a list: no one)."""
+    return any(isinstance(name := as_text(payload.get(field)), str) and name in ids
+               for field in ("customer_id", "anonymous_id"))
 
 
 async def _purge_stream(r: aioredis.Redis, key: str, ids: set[str], field: bytes) -> tuple[int, list[str]]:

@@ -168,16 +168,19 @@ def _rewatch(c: Customer, out: list[Output]) -> None:
 
 def _drop(c: Customer | None, ev: Event) -> list[Output]:
     cid = ev["customer_id"]
+    # out of the value model's sample too: a visitor merged away is not a customer of its own,
+    # and an erased customer's spend must not shape everyone's CLV
+    gone = ("summary", "population", cid, None, ev["ts"])
     if ev["type"] == "forget":  # merged into `into` on identify; its open decisions go along
         given = handed_over(c) if c is not None and ev.get("into") else {}
         handover = [("adopt", ev["into"], given, ev["ts"], cid)] if given else []
-        return [*handover, ("forget", cid, ev.get("into"))]
-    record = (ev.get("_p"), ev.get("_id"), ev["event_id"])
+        return [*handover, ("forget", cid, ev.get("into")), gone]
+    record = (ev.get("_p"), ev.get("_id"), ev["event_id"], ev["ts"])
     if c is None:
-        return [("erase", cid, [], [], record)]
+        return [("erase", cid, [], [], record), gone]
     # every decision's key is in the API's per-customer index, which erasure reads; these
     # are the ones the flow still holds (a list of the latest 20 was ~1.4 KB per customer)
-    return [("erase", cid, sorted(c.state.anonymous_ids), list(c.pending), record)]
+    return [("erase", cid, sorted(c.state.anonymous_ids), list(c.pending), record), gone]
 
 
 def _fold(c: Customer, ev: Event, ctx: Context, out: list[Output]) -> bool:

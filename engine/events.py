@@ -13,6 +13,7 @@ amount: Input should be greater than or equal to 0 (a refund or a cancelled orde
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -42,6 +43,7 @@ def _text(max_length: int) -> Any:
 
 
 ShortStr = _text(256)
+Name = _text(256)  # a customer or anonymous id: an e-mail address may be 254 characters
 TEXT_FIELDS = frozenset({  # every field typed `_text` below, items' included
     "event_id", "customer_id", "anonymous_id", "page", "product_id", "category", "query",
     "session_id", "reason", "agent_id", "order_id", "owner", "decision_id", "offer_id"})
@@ -49,6 +51,7 @@ Id = _text(128)
 MIN_TS, MAX_TS = 0.0, 4102444800.0  # 1970 .. 2100
 MAX_DEPTH = 32  # JSON nesting: events need a few levels; orjson cannot write past 254
 MAX_EXTRA = 4096  # bytes of JSON per unknown field kept as context (as `str_max_length`)
+_LEAP = re.compile(r"[Tt ]\d\d:\d\d:(60)(?=[.,+-]|$)")  # a leap second's seconds
 
 
 class BadEvent(ValueError):
@@ -66,15 +69,18 @@ def to_ts(value: Any) -> float:
     if isinstance(value, (int, float)):
         ts = float(value)
     elif isinstance(value, str):
+        text, leap = value.replace("Z", "+00:00").replace("z", "+00:00"), 0.0
+        if (m := _LEAP.search(text)) and len(value) < 64:  # RFC 3339 allows 23:59:60
+            text, leap = text[:m.start(1)] + "59" + text[m.end(1):], 1.0
         try:
-            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            parsed = datetime.fromisoformat(text)
         except ValueError as exc:
             hint = " (Unix seconds go as a JSON number)" if value.strip().replace(".", "", 1).isdigit() else ""
             raise ValueError(f"ts {value[:40]!r} is not RFC 3339{hint}") from exc
         if parsed.tzinfo is None:
             raise ValueError(f"ts {value[:40]!r} has no UTC offset (add Z for UTC, or one "
                              "such as +01:00)")
-        ts = parsed.timestamp()
+        ts = parsed.timestamp() + leap
     else:
         raise ValueError(f"ts must be a string or number, got {type(value).__name__}")
     if not MIN_TS <= ts <= MAX_TS or ts != ts:
@@ -85,6 +91,23 @@ def to_ts(value: Any) -> float:
 
 
 Ts = Annotated[float, BeforeValidator(to_ts)]
+MAX_AMOUNT = 1e12  # currency units: past any real payment, short of what breaks the CLV's fit
+MAX_QUANTITY = 1e9
+MAX_ITEMS = 5000
+
+
+def _not_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # pydantic reads true as 1.0
+        raise ValueError("must be a number, not a boolean")
+    return value
+
+
+def _number(**bounds: float) -> Any:
+    """A finite number within `bounds`: true/false are not numbers here."""
+    return Annotated[float, BeforeValidator(_not_bool), Field(allow_inf_nan=False, **bounds)]
+
+
+Money = _number(ge=0, le=MAX_AMOUNT)
 # "Web" and "web" are one channel, in events, decisions, the catalog and the policy (in
 # pydantic's core: free)
 Channel = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1,
@@ -95,8 +118,8 @@ class _Base(BaseModel):
     model_config = ConfigDict(extra="allow", str_max_length=4096)
     event_id: Id
     ts: Ts
-    customer_id: Id | None = None
-    anonymous_id: Id | None = None
+    customer_id: Name | None = None
+    anonymous_id: Name | None = None
     channel: Channel | None = None
 
     @model_validator(mode="after")
@@ -131,7 +154,7 @@ class Click(_Base):
     category: ShortStr | None = None
     query: ShortStr | None = None
     session_id: ShortStr | None = None
-    price: Annotated[float, Field(ge=0)] | None = None
+    price: Money | None = None
 
     @model_validator(mode="after")
     def _needs_someone(self) -> Click:
@@ -144,8 +167,8 @@ class Call(_Base):
     type: Literal["call"]
     direction: Literal["inbound", "outbound"] = "inbound"
     reason: _text(64) | None = None
-    duration_s: Annotated[float, Field(ge=0)] = 0.0
-    sentiment: Annotated[float, Field(ge=-1, le=1)] | None = None
+    duration_s: _number(ge=0) = 0.0
+    sentiment: _number(ge=-1, le=1) | None = None
     outcome: Literal["resolved", "unresolved", "escalated", "callback", "sale"] | None = None
     agent_id: ShortStr | None = None
 
@@ -154,17 +177,19 @@ class Item(BaseModel):
     model_config = ConfigDict(extra="allow")
     product_id: ShortStr | None = None
     category: ShortStr | None = None
-    quantity: Annotated[float, Field(ge=0)] = 1
-    unit_price: Annotated[float, Field(ge=0)] = 0.0
+    quantity: _number(ge=0, le=MAX_QUANTITY) = 1
+    unit_price: Money = 0.0
 
 
 class Transaction(_Base):
     type: Literal["transaction"]
     kind: Literal["purchase", "refund", "payment"] = "purchase"
-    amount: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    amount: Money
     currency: Currency | None = None
     order_id: ShortStr | None = None
-    items: Annotated[list[Item], Field(max_length=500)] = []
+    # an invoice's lines (Online Retail's largest has hundreds); null as tables write "none"
+    items: Annotated[list[Item], BeforeValidator(lambda v: [] if v is None else v),
+                     Field(max_length=MAX_ITEMS)] = []
 
 
 class Profile(_Base):
@@ -175,8 +200,8 @@ class Profile(_Base):
 
 class Identify(_Base):
     type: Literal["identify"]
-    anonymous_id: Id
-    customer_id: Id
+    anonymous_id: Name
+    customer_id: Name
 
 
 class Consent(_Base):
@@ -190,7 +215,7 @@ class Feedback(_Base):
     decision_id: Id
     offer_id: Id
     outcome: Literal["accepted", "rejected", "ignored"]
-    value: Annotated[float, Field(allow_inf_nan=False)] | None = None
+    value: _number(ge=-MAX_AMOUNT, le=MAX_AMOUNT) | None = None
 
 
 class Outcome(_Base):

@@ -5,7 +5,9 @@ Before `identify`, events of an anonymous id are processed under the pseudo-cust
 to the customer (the customer's dedup by event id makes this safe to repeat), the pseudo-customer
 is forgotten, and from then on the id's events go straight to the customer. A device can change
 hands (another customer signs in on it): the identify latest in event time holds the link,
-whatever order identifies arrive in.
+whatever order identifies arrive in. An erased customer's anonymous ids are unlinked (an
+`unlink` record the sink appends for each): their next click starts a new visitor, and what a
+visitor kept for merging is gone with them.
 
 >>> s, out = resolve(None, {"type": "click", "event_id": "e1", "ts": 1.0, "anonymous_id": "a"})
 >>> [o[0] for o in out], out[0][1]["customer_id"]
@@ -32,7 +34,10 @@ class Anonymous:
     linked_at: tuple[float, str] = (-1.0, "")  # the linking identify's (ts, event id)
 
 
-def resolve(state: Anonymous | None, ev: Event) -> tuple[Anonymous, list[tuple[Any, ...]]]:
+def resolve(state: Anonymous | None, ev: Event) -> tuple[Anonymous | None, list[tuple[Any, ...]]]:
+    if ev["type"] == "unlink":  # its customer was erased: the link and anything kept go
+        done = ev.get("_p", -1), ev.get("_id")
+        return None, [("progress", done[0], ev.get("_seq", 0)), *([("spent", *done)] if done[1] else [])]
     state = state or Anonymous()
     anon = ev["anonymous_id"]
     if ev["type"] == "identify":

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy.stats import trim_mean
 
 from engine.value import DAY, fit_bgnbd, fit_gamma_gamma
 
@@ -33,8 +34,13 @@ class Population:
     fits: int = 0
     params: dict[str, Any] | None = None
 
-    def add(self, cid: str, summary: dict[str, float], ts: float) -> None:
+    def add(self, cid: str, summary: dict[str, float] | None, ts: float) -> None:
+        """The customer's latest summary; None takes them out (erased, or merged away)."""
         self.clock = max(self.clock, ts)
+        if summary is None:
+            if self.sample.pop(cid, None) is not None:
+                self.changes += 1
+            return
         if len(self.sample) >= SAMPLE and cid not in self.sample:
             worst = max(self.sample, key=_h)
             if _h(cid) >= _h(worst):
@@ -64,7 +70,9 @@ class Population:
         self.params = {
             "bgnbd": fit_bgnbd(x, t_x, T) if identifiable else None,
             "gamma_gamma": fit_gamma_gamma(x, m) if (x > 0).sum() >= 20 else None,
-            "mean_spend": float(m.mean()),
+            # a first purchase's expected spend: trimmed, so one outlier (a wholesale order, a
+            # mistyped amount) does not set every one-time buyer's CLV
+            "mean_spend": float(trim_mean(m, 0.05)),
             "rfm": {"recency": np.percentile(recency, q).round(4).tolist(),
                     "frequency": np.percentile(n, q).round(4).tolist(),
                     "monetary": np.percentile(m, q).round(4).tolist()},

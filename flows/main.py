@@ -40,7 +40,7 @@ from flows.sink import RedisSink
 from flows.source import Item, RedisStreamSource
 
 LOG = logging.getLogger("nextbest.flow")
-INTERNAL = {"decision", "erase", "tick", "forget", "dead_letters", "adopt"}
+INTERNAL = {"decision", "erase", "tick", "forget", "dead_letters", "adopt", "unlink"}
 
 
 def parse_item(item: Item, latest: float | None = None) -> tuple[Any, ...]:
@@ -52,8 +52,8 @@ def parse_item(item: Item, latest: float | None = None) -> tuple[Any, ...]:
     ev["_p"], ev["_seq"] = p, seq
     if ev["type"] == "dead_letters":  # the ingest path's dead-letter counts per source
         return ("counts", ev, p, seq)
-    if ev["type"] == "erase" and len(item) > 3:
-        ev["_id"] = item[3]  # the erase record itself is deleted once done
+    if ev["type"] in ("erase", "unlink") and len(item) > 3:
+        ev["_id"] = item[3]  # records naming an erased customer are deleted once done
     return ("ok", ev)
 
 

@@ -48,6 +48,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         self.setmax = self.client.register_script(SETMAX)
         self.unwatch = self.client.register_script(UNWATCH)
         self.ingest = self.client.register_script(store.INGEST_LUA)
+        self.record = self.client.register_script(store.RECORD_LUA)
         self.loaded = False  # loaded on the first write: Redis may be away at start
         self.partitions, self.dedup_ttl, self.maxlen = ingest
         self.next_sweep = 0.0
@@ -67,7 +68,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 self._load_scripts()  # Redis restarted empty: load them, write the batch again
 
     def _load_scripts(self) -> None:
-        for script in (self.setmax, self.unwatch, self.ingest):
+        for script in (self.setmax, self.unwatch, self.ingest, self.record):
             script.sha = self.client.script_load(script.script)  # on every primary
         self.loaded = True
 
@@ -125,6 +126,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                     pipe.zadd(store.WATCH, {item[1]: item[2]})
             elif kind == "link":
                 pipe.set(store.anon(item[1]), item[2])
+            elif kind == "spent":  # an internal record that names someone, once done
+                pipe.xdel(store.stream(item[1]), item[2])
             elif kind == "owner":  # after this batch's alerts are written
                 handovers.append(item[1:])
             elif kind == "adopt":  # through the customer's partition, like any event
@@ -307,8 +310,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         return len(due)
 
     def _erase(self, pipe: Any, cid: str, anon_ids: list[str], decisions: list[str],
-               record: tuple[Any, ...] = (None, None, None)) -> None:
-        p, entry_id, event_id = record
+               record: tuple[Any, ...] = (None, None, None, None)) -> None:
+        p, entry_id, event_id, ts = (*record, None)[:4]
         if p is not None and entry_id:  # the erase record names the customer: remove it too
             pipe.xdel(store.stream(p), entry_id)
             pipe.delete(store.seen(p, event_id))
@@ -319,6 +322,11 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         for a in anon_ids:
             pipe.delete(store.anon(a))
             pipe.delete(store.customer("anon:" + a))
+            # through the anonymous id's partition, in order with its clicks: the identity
+            # step forgets the link and what the visitor kept for merging, then deletes this
+            unlink = {"type": "unlink", "_internal": True, "anonymous_id": a,
+                      "event_id": "unlink", "ts": ts or 0.0}
+            self._call(self.record, *store.record_args(unlink, self.partitions, self.maxlen), pipe)
         for d in decisions:
             pipe.delete(store.decision(d))
 

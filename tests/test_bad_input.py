@@ -212,3 +212,32 @@ def test_an_event_type_in_capitals_and_a_time_without_its_offset() -> None:
         validate({**base, "type": "click", "ts": "2010-12-01 08:26:00"})
     with pytest.raises(BadEvent, match="^type: 'Clicks' is not one of"):
         validate({**base, "type": "Clicks"})
+
+
+def test_numbers_are_numbers_and_amounts_within_reach() -> None:
+    """true is not an amount (pydantic reads it as 1.0), and one absurd amount is refused
+    rather than setting every customer's CLV."""
+    sale = {"event_id": "n", "type": "transaction", "ts": 1.7e9, "customer_id": "c", "amount": 9.5}
+    for bad, said in [({"amount": True}, "amount: must be a number, not a boolean"),
+                      ({"amount": 1e300}, "amount: Input should be less than or equal to"),
+                      ({"items": [{"quantity": False}]}, "items.0.quantity: must be a number"),
+                      ({"type": "call", "sentiment": True}, "sentiment: must be a number")]:
+        with pytest.raises(BadEvent, match=said):
+            validate({**sale, **bad})
+    assert validate({**sale, "amount": 1e9})["amount"] == 1e9
+
+
+def test_what_exports_write_is_read_as_rfc3339_and_the_contract_allow() -> None:
+    """RFC 3339's lower-case z and leap second, a missing list written as null, a long
+    invoice, and a customer id as long as an e-mail address may be."""
+    base = {"event_id": "r", "type": "transaction", "ts": 1.7e9, "customer_id": "c", "amount": 1.0}
+    assert validate({**base, "ts": "2024-01-02T10:00:00z"})["ts"] == 1704189600.0
+    leap = validate({**base, "ts": "2016-12-31T23:59:60Z"})["ts"]
+    assert leap == validate({**base, "ts": "2017-01-01T00:00:00Z"})["ts"]
+    assert validate({**base, "items": None})["items"] == []
+    lines = [{"product_id": f"p{i}", "quantity": 1, "unit_price": 0.5} for i in range(1200)]
+    assert len(validate({**base, "items": lines})["items"]) == 1200
+    email = "a" * 240 + "@example.com"
+    assert validate({**base, "customer_id": email})["customer_id"] == email
+    with pytest.raises(BadEvent, match="event_id: String should have at most 128"):
+        validate({**base, "event_id": "e" * 129})

@@ -187,7 +187,7 @@ def test_a_visitors_open_decisions_are_handed_to_the_customer_once():
     gone, out = process_batch(anon, [{"type": "forget", "_internal": True, "ts": T0 + 5,
                                       "customer_id": "anon:ck-3", "event_id": "forget:ck-3",
                                       "into": "cust3"}], ctx)
-    assert gone is None and [o[0] for o in out] == ["adopt", "forget"]
+    assert gone is None and [o[0] for o in out] == ["adopt", "forget", "summary"]
     _, into, given, ts, visitor = out[0]
     assert (into, ts, visitor) == ("cust3", T0 + 5, "anon:ck-3")
     assert [d["decision_id"] for d in given["decisions"]] == ["DV"] and len(given["settled"]) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import redis
 
 from engine import store
@@ -114,3 +115,39 @@ def test_erasure_deletes_every_decision_not_only_the_latest(api, flow, r) -> Non
     flow.drain()
     assert not any(r.exists(store.decision(d)) for d in ids)
     assert b"many-decisions" not in everything_in(r)
+
+
+def test_an_erased_customers_devices_start_afresh(api, flow) -> None:
+    """Erasure unlinks the customer's anonymous ids in the flow: the next click on their device
+    is a new visitor's, not the erased customer's back. A visitor erased by their cookie id
+    takes what was kept for merging with them: a later sign-in merges nothing."""
+    clicks = [ev(f"v{i}", "click", T0 + i, None, anonymous_id="dev-1", page="/p") for i in range(3)]
+    api.post("/v1/events", json=[*clicks, ev("v3", "identify", T0 + 5, "gone-1", anonymous_id="dev-1")])
+    api.post("/v1/events", json=[ev(f"w{i}", "click", T0 + i, None, anonymous_id="dev-2", page="/q")
+                                 for i in range(3)])
+    flow.drain()
+    assert get_json(api, "/v1/customers/gone-1")["features"]["click_count_1d"] == 3
+    assert api.delete("/v1/customers/gone-1").json()["found"]
+    erased = api.delete("/v1/customers/dev-2").json()  # the visitor, by their cookie id
+    assert erased["found"] and erased["erased"] == "anon:dev-2" and erased["events_removed"] == 3
+    flow.drain()
+    api.post("/v1/events", json=[ev("v9", "click", T0 + 60, None, anonymous_id="dev-1", page="/r"),
+                                 ev("w9", "identify", T0 + 60, "new-2", anonymous_id="dev-2")])
+    flow.drain()
+    assert api.get("/v1/customers/gone-1").status_code == 404
+    assert get_json(api, "/v1/customers/anon:dev-1")["features"]["click_count_1d"] == 1
+    assert get_json(api, "/v1/customers/new-2")["features"].get("click_count_1d", 0) == 0
+
+
+def test_erasure_finds_dead_letters_however_they_named_the_customer(api, flow, r) -> None:
+    """A dead letter keeps what was sent: a customer id as a number (17850.0 is "17850") is
+    the customer's, and one sent as a list (no one's) does not stop the erasure."""
+    bad = [{"event_id": "d1", "type": "click", "ts": "yesterday", "customer_id": 17850.0},
+           {"event_id": "d2", "type": "transaction", "ts": T0, "customer_id": 17850, "amount": -3},
+           {"event_id": "d3", "type": "click", "ts": T0, "customer_id": ["17850"]}]
+    api.post("/v1/events", json=[*bad, ev("g1", "transaction", T0, "17850", amount=5.0)])
+    flow.drain()
+    res = api.delete("/v1/customers/17850")
+    assert res.status_code == 200, res.text
+    assert res.json()["dead_letters_removed"] == 2
+    assert [orjson.loads(f[b"raw"])["event_id"] for _, f in r.xrange(store.DLQ)] == ["d3"]

@@ -93,3 +93,31 @@ def test_population_refits_and_scores_follow_the_clock() -> None:
 def test_segments_cover_every_score() -> None:
     names = {segment(r, f) for r in range(1, 6) for f in range(1, 6)}
     assert "champions" in names and "hibernating" in names
+
+
+def test_one_outlier_neither_sets_first_buyers_clv_nor_outlives_its_erasure() -> None:
+    """A wholesale order (or a mistyped amount) among ordinary ones: a one-time buyer's
+    expected spend stays ordinary, and erasing the customer takes them out of the sample."""
+    pop, clock = Population(), 1_767_225_600.0 + 90 * DAY
+    for i in range(80):
+        t0 = clock - (30 + i) * DAY
+        pop.add(f"c{i}", {"x": i % 4, "t0": t0, "tl": t0 + 20 * DAY, "m": 40.0 + i, "n": i % 4 + 1},
+                clock)
+    pop.add("whale", {"x": 0, "t0": clock - 10 * DAY, "tl": clock - 10 * DAY, "m": 1e12, "n": 1},
+            clock)
+    assert pop.refit()["mean_spend"] < 200.0  # the plain mean is 1.2e10
+    pop.add("whale", None, clock)
+    assert "whale" not in pop.sample and len(pop.sample) == 80
+
+
+def test_erasure_and_a_merged_visitor_leave_the_value_models_sample() -> None:
+    from engine.customer import Context, process_batch
+
+    ctx = Context()
+    buy = {"event_id": "b1", "type": "transaction", "ts": 1.7e9, "customer_id": "c9", "amount": 5.0}
+    c, out = process_batch(None, [buy], ctx)
+    assert ("summary", "population", "c9") in [o[:3] for o in out]
+    for gone in ({"type": "erase", "event_id": "e", "ts": 1.7e9 + 1, "customer_id": "c9"},
+                 {"type": "forget", "event_id": "f", "ts": 1.7e9 + 1, "customer_id": "c9", "into": "c10"}):
+        _, out = process_batch(c, [gone], ctx)
+        assert ("summary", "population", "c9", None, 1.7e9 + 1) in out

@@ -100,4 +100,7 @@ async def get_customer(customer_id: str, st: State, _: Agent,
 @router.delete("/v1/customers/{customer_id:path}", summary="Erase everything held about a customer")
 async def erase(customer_id: str, st: State, _: Admin) -> ORJSON:
     customer_id, doc, clock = await fetch_named(st, customer_id)
+    if doc is None and not customer_id.startswith("anon:"):  # a visitor named by their cookie
+        visitor, doc, clock = await fetch_named(st, "anon:" + customer_id)
+        customer_id = visitor if doc is not None else customer_id
     return ORJSON(await erasure.erase(st, customer_id, doc, profiles.now_of(clock)))
