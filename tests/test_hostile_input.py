@@ -231,3 +231,17 @@ def test_ids_exported_as_numbers_are_read_as_their_text(api: TestClient, flow) -
     assert api.get("/v1/alerts", params={"customer_id": "17850.0"}).json()["alerts"] == alerts
     assert api.delete("/v1/customers/17850.0").status_code == 200
     assert api.get("/v1/customers/17850").status_code == 404
+
+
+def test_a_customer_named_by_a_long_email_address_is_served_everywhere(api: TestClient, flow) -> None:
+    """Events take customer ids up to 256 characters (an e-mail address may have 254): the
+    decision, the agent's actions and the profile take the same ids."""
+    from tests.conftest import get_json
+
+    who = "x" * 230 + "@example.com"
+    api.post("/v1/events", json=[{"event_id": "long-1", "type": "transaction", "ts": 1.7e9,
+                                  "customer_id": who, "amount": 20.0}])
+    flow.drain()
+    assert api.post("/v1/decisions", json={"customer_id": who}).status_code == 200
+    assert api.get(f"/v1/customers/{who}/next-best-action").status_code == 200
+    assert get_json(api, f"/v1/customers/{who}")["features"]["total_spend"] == 20.0

@@ -33,11 +33,12 @@ from engine.vector import vectorize
 
 router = APIRouter(tags=["decisions"])
 Id = Annotated[str, BeforeValidator(as_text), Field(min_length=1, max_length=128)]  # as events'
+Name = Annotated[str, BeforeValidator(as_text), Field(min_length=1, max_length=256)]
 
 
 class DecisionIn(BaseModel):
-    customer_id: Id | None = None
-    anonymous_id: Id | None = None
+    customer_id: Name | None = None
+    anonymous_id: Name | None = None
     channel: Channel | None = None
     context: dict[str, Any] = Field(default_factory=dict, max_length=50)
     limit: Annotated[int, Field(ge=1, le=50)] = 1
