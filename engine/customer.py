@@ -7,13 +7,14 @@ bytewax's per-customer state; tests call it directly.
 
 from __future__ import annotations
 
+import logging
 import math
 from array import array
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from engine import consent, drift, statecodec, uplift, value
+from engine import consent, drift, statecodec, store, uplift, value
 from engine.alerts import Cooldown, alive_alert, churn_alert
 from engine.features import DAY, CustomerState, compact
 from engine.models import OnlineModel
@@ -33,6 +34,8 @@ from engine.responses import (
 from engine.scoring import scorer_for
 from engine.types import Event
 from engine.vector import vectorize
+
+LOG = logging.getLogger("nextbest.flow")
 
 
 @dataclass
@@ -115,8 +118,14 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
         if c is None and ev["type"] == "tick":
             continue  # for a customer since forgotten or erased: nothing to wake
         c = c or Customer(CustomerState(ev["customer_id"], ctx.lateness))
+        try:
+            folded = _fold(c, ev, ctx, out)
+        except Exception as exc:  # a fault no check foresaw: this event is dead-lettered with
+            LOG.exception("event not processed")  # why, the batch's others go on
+            out.append(unprocessed(ev, exc))
+            continue
         # a decision changes no feature and nothing in the document: not re-snapshotted for it
-        if _fold(c, ev, ctx, out):
+        if folded:
             if ev["type"] != "decision":
                 touched = True
             elif (pend := c.pending.get(ev["decision_id"])) and pend.deadlines:
@@ -132,6 +141,12 @@ def process_batch(c: Customer | None, events: list[Event], ctx: Context,
     if c is not None:
         c.state.release()
     return c, out
+
+
+def unprocessed(ev: Event, exc: Exception) -> Output:
+    """A dead letter for an event processing failed on (the sink's "dlq" write)."""
+    raw = store.encode({k: v for k, v in ev.items() if k not in ("_p", "_seq")})
+    return ("dlq", raw, f"not processed: {type(exc).__name__}: {exc}"[:500], f"partition {ev.get('_p')}")
 
 
 def _silence_deadlines(c: Customer) -> tuple[float | None, float | None]:

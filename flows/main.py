@@ -27,7 +27,7 @@ from bytewax.outputs import Sink
 from config import Settings, get_settings
 from engine import learning, population, sourcedrift, store
 from engine.catalog import Catalog
-from engine.customer import Context, Customer, process_batch
+from engine.customer import Context, Customer, process_batch, unprocessed
 from engine.events import BadEvent, validate
 from engine.identity import Anonymous, resolve
 from engine.models import sign
@@ -223,7 +223,11 @@ def build_flow(
         evs = groups[0] if len(groups) == 1 else [ev for group in groups for ev in group]
         tally = sourcedrift.tally(evs, state.state.last_ts if state else None,
                                   pace.bound(ctx.lateness))
-        state, out = process_batch(state, evs, ctx)
+        try:
+            state, out = process_batch(state, evs, ctx)
+        except Exception as exc:  # a fault no check foresaw: its events are dead-lettered with
+            LOG.exception("customer step failed")  # why, and the flow goes on (a crash would
+            return state, bundle([unprocessed(ev, exc) for ev in evs], evs)  # meet them again)
         if tally:
             newest = max(ev["ts"] for ev in evs)
             pace.see(newest, time.monotonic())

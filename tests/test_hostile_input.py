@@ -245,3 +245,37 @@ def test_a_customer_named_by_a_long_email_address_is_served_everywhere(api: Test
     assert api.post("/v1/decisions", json={"customer_id": who}).status_code == 200
     assert api.get(f"/v1/customers/{who}/next-best-action").status_code == 200
     assert get_json(api, f"/v1/customers/{who}")["features"]["total_spend"] == 20.0
+
+
+def test_a_number_json_cannot_hold_is_refused_and_the_flow_outlives_one_it_cannot_process(
+        api: TestClient, flow, settings, r) -> None:
+    """NaN, Infinity and 1e400 in a decision's context were served (200) and logged as null:
+    the flow crashed on the record, and again on every restart. Now they are a 422; and a record
+    the flow cannot process anyway (here, one logged so by the old API) is dead-lettered with
+    why, and the flow goes on with the customer's next events."""
+    from tests.conftest import get_json
+
+    for number in (b"NaN", b"Infinity", b"1e400"):
+        res = api.post("/v1/decisions", content=b'{"customer_id": "c-nan", "context": {"basket": %s}}'
+                       % number, headers={"Content-Type": "application/json"})
+        assert res.status_code == 422 and "basket: not a finite number" in res.text, res.text
+    poisoned = {"type": "decision", "_internal": True, "event_id": "d:old", "decision_id": "old",
+                "customer_id": "c-nan", "ts": 1.7e9, "offers": ["gold_card"], "x": {"basket": None}}
+    r.evalsha(store.RECORD_SHA, *(lambda k, a: (len(k), *k, *a))(
+        *store.record_args(poisoned, settings.partitions, 1000)))
+    api.post("/v1/events", json=[{"event_id": "after", "type": "transaction", "ts": 1.7e9 + 1,
+                                  "customer_id": "c-nan", "amount": 7.0}])
+    flow.drain()
+    assert get_json(api, "/v1/customers/c-nan")["features"]["total_spend"] == 7.0
+    dead = [f for _, f in r.xrange(store.DLQ) if b"d:old" in f[b"raw"]]
+    assert len(dead) == 1 and dead[0][b"reason"].startswith(b"not processed: TypeError")
+
+
+def test_the_agents_channel_is_checked_as_a_decisions_is(api: TestClient, flow) -> None:
+    """An empty or overlong channel on next-best-action was a plain-text 500."""
+    api.post("/v1/events", json=[ev("ch-1", "transaction", 1.7e9, "c-ch", amount=5.0)])
+    flow.drain()
+    for channel in ("", " ", "x" * 33):
+        res = api.get("/v1/customers/c-ch/next-best-action", params={"channel": channel})
+        assert res.status_code == 422 and res.json()["error"]["message"], res.text
+    assert api.get("/v1/customers/c-ch/next-best-action", params={"channel": "Web"}).status_code == 200

@@ -11,6 +11,7 @@ from api.deps import Admin, Agent, State
 from api.errors import ApiError
 from api.responses import ORJSON
 from api.routers.decisions import DecisionIn, run_decision
+from engine.events import Channel
 from engine.value import at_horizon
 from engine.vector import vectorize
 
@@ -54,7 +55,8 @@ async def load(st: Any, customer_id: str) -> tuple[str, dict[str, Any], float]:
 # id that itself ends in `/next-best-action` reads as the agent's route)
 @router.get("/v1/customers/{customer_id:path}/next-best-action",
             summary="Actions for an agent talking to the customer now")
-async def next_best_action(customer_id: str, st: State, _: Agent, channel: str = "call_center",
+async def next_best_action(customer_id: str, st: State, _: Agent,
+                           channel: Annotated[Channel, Query()] = "call_center",
                            limit: Annotated[int, Query(ge=1, le=20)] = 3) -> ORJSON:
     customer_id, doc, clock = await load(st, customer_id)
     features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)

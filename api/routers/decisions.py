@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import secrets
 import time
 from collections import Counter
@@ -53,6 +54,8 @@ class DecisionIn(BaseModel):
             orjson.dumps(context)
         except orjson.JSONEncodeError as exc:
             raise ValueError(f"not writable as JSON: {exc}") from None
+        if bad := _not_finite(context):  # NaN, Infinity or 1e400: JSON has no such number
+            raise ValueError(f"{bad}: not a finite number")
         return context
 
     @model_validator(mode="after")
@@ -60,6 +63,15 @@ class DecisionIn(BaseModel):
         if not self.customer_id and not self.anonymous_id:
             raise ValueError("customer_id or anonymous_id is required")
         return self
+
+
+def _not_finite(value: Any, at: str = "") -> str | None:
+    """Where `value` holds a float that is not finite, if anywhere."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else at or "value"
+    items = value.items() if isinstance(value, dict) else enumerate(value) \
+        if isinstance(value, list) else ()
+    return next((bad for k, v in items if (bad := _not_finite(v, f"{at}.{k}" if at else str(k)))), None)
 
 
 class FeedbackIn(BaseModel):
