@@ -215,7 +215,7 @@ class Feedback(_Base):
     decision_id: Id
     offer_id: Id
     outcome: Literal["accepted", "rejected", "ignored"]
-    value: _number(ge=-MAX_AMOUNT, le=MAX_AMOUNT) | None = None
+    value: Money | None = None  # the acceptance's revenue
 
 
 class Outcome(_Base):

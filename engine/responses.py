@@ -6,8 +6,10 @@ A `feedback` event may also answer an offer made outside the engine (a campaign,
 store: a `decision_id` the engine never made). It is learned from the customer's features and
 attributes when it arrives, and counted apart (`external_feedback` in the offer's performance).
 An answer to a decision of the engine's that was already settled (ignored when its window
-passed) is recorded, not learned twice: the engine remembers the last `MAX_SETTLED` decisions
-it settled per customer (as CRC-32s).
+passed) is recorded, not learned twice. An offer answered once is not counted again (the API's
+answer and the same answer as an event, or a form sent twice), and an answer naming an offer
+the decision did not serve counts for nothing: the engine remembers, per customer, the
+decisions it settled and how each offer was settled (CRC-32s, the latest `MAX_SETTLED`).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 Output = tuple[Any, ...]
 MAX_PENDING = 64  # decisions awaiting feedback per customer; beyond, the oldest count as ignored
-MAX_SETTLED = 64  # settled decisions remembered per customer, to tell a late answer from another's
+MAX_SETTLED = 192  # settled decisions and offers remembered per customer (4 bytes each)
 
 
 @dataclass
@@ -77,18 +79,24 @@ def on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
 
 def on_feedback(c: Customer, ev: Event) -> list[Output]:
     offer, outcome, did = ev["offer_id"], ev["outcome"], ev["decision_id"]
+    if _crc(f"{did}|a|{offer}") in c.settled:  # answered already: counted once
+        return []
     pend = c.pending.get(did)
     accepted = outcome == "accepted"
     value = float(ev.get("value", 0.0) or 0.0)
     st = c.state
-    if pend is None and _crc(did) not in c.settled:  # made elsewhere
-        _remember(c, did)  # its record, should it come after all, waits for no answer
+    _remember(c, f"{did}|a|{offer}")
+    if pend is None and (_crc(did) not in c.settled or _crc(did + "|x") in c.settled):
+        if _crc(did) not in c.settled:  # made elsewhere: its record, should it come after
+            _remember(c, did)           # all, waits for no answer
+            _remember(c, did + "|x")
         x = vectorize(st.features(), st.attributes, {"channel": ev.get("channel")})
         return [example("offer:" + offer, x, accepted, ev["ts"]),
                 ("feedback", "offer:" + offer, outcome, value, False, ev["ts"], True)]
     if pend is None or offer not in pend.deadlines:
-        # late (already counted as ignored), or an offer this decision did not serve
-        return [("feedback", "offer:" + offer, outcome, value, True, ev["ts"])]
+        if _crc(f"{did}|i|{offer}") not in c.settled:  # an offer this decision did not serve
+            return []
+        return [("feedback", "offer:" + offer, outcome, value, True, ev["ts"])]  # late
     del pend.deadlines[offer]
     if not pend.deadlines:
         _done(c, did)
@@ -144,6 +152,7 @@ def _settle(c: Customer, did: str, now: float, everything: bool = False) -> list
     for offer, deadline in list(pend.deadlines.items()):
         if deadline < now or everything:
             del pend.deadlines[offer]
+            _remember(c, f"{did}|i|{offer}")  # an answer may still come, late
             at = min(deadline, now)
             out.append(example("offer:" + offer, pend.inputs(), False, at))
             out.append(("feedback", "offer:" + offer, "ignored", 0.0, False, at))
@@ -158,8 +167,10 @@ def _done(c: Customer, did: str) -> None:
     _remember(c, did)
 
 
-def _remember(c: Customer, did: str) -> None:
-    c.settled.append(_crc(did))
+def _remember(c: Customer, what: str) -> None:
+    """A decision settled (its id), or how one of its offers was (`{id}|a|{offer}` answered,
+    `{id}|i|{offer}` ignored), or a decision made elsewhere (`{id}|x`)."""
+    c.settled.append(_crc(what))
     if len(c.settled) > MAX_SETTLED:
         del c.settled[0]
 

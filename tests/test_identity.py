@@ -190,7 +190,7 @@ def test_a_visitors_open_decisions_are_handed_to_the_customer_once():
     assert gone is None and [o[0] for o in out] == ["adopt", "forget", "summary"]
     _, into, given, ts, visitor = out[0]
     assert (into, ts, visitor) == ("cust3", T0 + 5, "anon:ck-3")
-    assert [d["decision_id"] for d in given["decisions"]] == ["DV"] and len(given["settled"]) == 1
+    assert [d["decision_id"] for d in given["decisions"]] == ["DV"] and len(given["settled"]) == 2  # DS, and its answer
     record = {"type": "adopt", "_internal": True, "customer_id": "cust3", "ts": ts,
               "event_id": "adopt:anon:ck-3", **given}
     cust, _ = process_batch(None, [ev("c1", "transaction", T0 + 2, "cust3", amount=5.0),

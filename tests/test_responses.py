@@ -136,7 +136,7 @@ def test_outcome_models_learn_with_the_outcome_learner() -> None:
 def test_feedback_through_the_api_names_an_offer_no_one_has(api, flow, settings) -> None:
     """A typo in `offer_id` is a 422 naming it: it was accepted, and counted as an answer to an
     offer no one has. An offer in the catalog is taken (one this decision did not serve counts
-    as a late answer), and so is a form's capitalised outcome."""
+    for nothing in the flow), and so is a form's capitalised outcome; negative revenue is not."""
     settings.control_share = 0.0
     api.post("/v1/events", json=[ev("q-c", "consent", T0, "q", purpose="marketing", granted=True)])
     flow.drain()
@@ -144,8 +144,40 @@ def test_feedback_through_the_api_names_an_offer_no_one_has(api, flow, settings)
     url = f"/v1/decisions/{d['decision_id']}/feedback"
     res = api.post(url, json={"offer_id": "garden_sael", "outcome": "accepted"})
     assert res.status_code == 422 and "'garden_sael' is not in the catalog" in res.text
+    res = api.post(url, json={"offer_id": "garden_sale", "outcome": "accepted", "value": -100})
+    assert res.status_code == 422 and "value" in res.text
     assert api.post(url, json={"offer_id": "garden_sale", "outcome": "Accepted"}).status_code == 202
     flow.drain()
     perf = wait_for(lambda: (p := get_json(api, "/v1/offers/garden_sale/performance"))["accepted"]
                     and p, timeout=20)
     assert perf["accepted"] == 1
+
+
+def test_an_offer_is_answered_once_and_only_for_the_offers_a_decision_served() -> None:
+    """The API's answer and the same answer as a feedback event (new event ids both), or a form
+    sent twice: counted once, however the decision stands. An answer naming an offer the
+    decision did not serve counts for nothing; a late answer to an ignored offer counts once."""
+    ctx = Context(reward_window=lambda offer: 2 * DAY)
+    c, _ = process_batch(None, [ev("d1", "decision", T0, "c1", decision_id="D1", offers=["a", "b"],
+                                   x={"k": 1.0}),
+                                ev("d2", "decision", T0, "c1", decision_id="D2", offers=["a"],
+                                   x={"k": 1.0})], ctx)
+
+    def answer(i: str, did: str, offer: str, at: float = T0 + DAY) -> list:
+        nonlocal c
+        c, out = process_batch(c, [ev(f"f{i}", "feedback", at, "c1", decision_id=did,
+                                      offer_id=offer, outcome="accepted", value=10.0)], ctx)
+        return [o for o in out if o[0] in ("feedback", "example")]
+
+    assert len(answer("1", "D1", "a")) == 2  # learned and counted
+    assert answer("2", "D1", "a") == []      # D1 still waits for b
+    assert len(answer("3", "D2", "a")) == 2  # D2 settled by its one answer
+    assert answer("4", "D2", "a") == []
+    assert answer("5", "D1", "gold_card") == []  # not served by D1
+    c, _ = process_batch(c, [ev("k", "click", T0 + 3 * DAY, "c1")], ctx)  # b ignored
+    late = answer("6", "D1", "b", T0 + 4 * DAY)
+    assert late == [("feedback", "offer:b", "accepted", 10.0, True, T0 + 4 * DAY)]
+    assert answer("7", "D1", "b", T0 + 4 * DAY) == []
+    # a campaign's decision (made elsewhere): each offer it answers counts once
+    assert len(answer("8", "camp-1", "a")) == 2 and len(answer("9", "camp-1", "b")) == 2
+    assert answer("10", "camp-1", "a") == []

@@ -28,7 +28,7 @@ from api.responses import ORJSON
 from config import connect
 from engine import consent, policy, store
 from engine.decide import Decision, Profile, Request, decide
-from engine.events import BadEvent, Channel, validate
+from engine.events import BadEvent, Channel, Money, validate
 from engine.exported import as_text, as_word
 from engine.vector import vectorize
 
@@ -77,7 +77,7 @@ def _not_finite(value: Any, at: str = "") -> str | None:
 class FeedbackIn(BaseModel):
     offer_id: Id
     outcome: Annotated[Literal["accepted", "rejected", "ignored"], BeforeValidator(as_word)]  # "Accepted"
-    value: float | None = Field(default=None, allow_inf_nan=False)
+    value: Money | None = None  # the acceptance's revenue, as a feedback event's
 
 
 def _offers(d: Decision) -> list[dict[str, Any]]:
