@@ -58,6 +58,7 @@ class ModelState:
     published: int = -1
     published_version: int = -1  # the model version last published with its weights
     published_at: float = 0.0  # wall time of the last publish
+    meta_at: float = 0.0  # wall time of the last publish of either kind
     changes: int = 0
     last_ts: float = 0.0
     drift_alerted_at: int | None = None
@@ -151,6 +152,7 @@ def drift_alert(state: ModelState, kind: str) -> Alert | None:
 
 PUBLISH_GAP_S = 1.0  # the time rule's wait for a young model (under `PUBLISH_YOUNG` examples)
 PUBLISH_YOUNG = 100  # ... beyond which the wait grows with the examples learned
+META_GAP_S = 1.0  # the longest changed figures (impressions, answers) wait to be published
 
 
 def publish_gap(state: ModelState) -> float:
@@ -164,11 +166,14 @@ def publish_gap(state: ModelState) -> float:
 
 
 def publish_at(state: ModelState) -> float | None:
-    """When the weights learned since the last publish become due by the time rule (the flow
-    wakes the model's key then, so learning reaches the API with no further item arriving)."""
-    if state.model.version == state.published_version:
-        return None
-    return state.published_at + publish_gap(state)
+    """When the weights learned, or the figures changed, since the last publish become due by
+    the time rule (the flow wakes the model's key then, so they reach the API with no further
+    item arriving)."""
+    due = [state.published_at + publish_gap(state)] \
+        if state.model.version != state.published_version else []
+    if state.changes > state.published:
+        due.append(state.meta_at + META_GAP_S)
+    return min(due, default=None)
 
 
 def to_publish(state: ModelState, every: int, now: float = 0.0) -> str | None:
@@ -187,18 +192,25 @@ def to_publish(state: ModelState, every: int, now: float = 0.0) -> str | None:
     >>> st, _ = apply(st, "offer:o", ("example", "offer:o", {"a": 1.0}, True, 0.0, {}))
     >>> to_publish(st, 50, now=100.5), to_publish(st, 50, now=101.0)  # learned: a second on
     (None, 'model')
-    >>> st.model.examples = 1000  # a mature model: one answer waits up to 10 s
+    >>> st.model.examples = 1000  # a mature model: one answer's weights wait up to 10 s
     >>> st, _ = apply(st, "offer:o", ("example", "offer:o", {"a": 1.0}, False, 0.0, {}))
-    >>> to_publish(st, 50, now=105.0), to_publish(st, 50, now=112.0)
-    (None, 'model')
+    >>> to_publish(st, 50, now=105.0), to_publish(st, 50, now=112.0)  # its figures at once
+    ('meta', 'model')
+    >>> st, _ = apply(st, "offer:o", ("impression", "offer:o", False, 0.0))  # shown, unanswered
+    >>> to_publish(st, 50, now=112.5), to_publish(st, 50, now=113.0)  # its figures: a second on
+    (None, 'meta')
+
+    Figures changed since the last publish wait at most `META_GAP_S` too: an offer shown a few
+    times a day kept its impressions unpublished until 50 changes, and its acceptance rate
+    overstated until its model learned.
     """
     due = state.changes - state.published >= every
     learned = state.model.version != state.published_version
     if state.published < 0 or (learned and (due or now - state.published_at >= publish_gap(state))):
-        state.published, state.published_at = state.changes, now
+        state.published, state.published_at, state.meta_at = state.changes, now, now
         state.published_version = state.model.version
         return "model"
-    if due:
-        state.published = state.changes
+    if due or (state.changes > state.published and now - state.meta_at >= META_GAP_S):
+        state.published, state.meta_at = state.changes, now
         return "meta"
     return None

@@ -181,3 +181,22 @@ def test_an_offer_is_answered_once_and_only_for_the_offers_a_decision_served() -
     # a campaign's decision (made elsewhere): each offer it answers counts once
     assert len(answer("8", "camp-1", "a")) == 2 and len(answer("9", "camp-1", "b")) == 2
     assert answer("10", "camp-1", "a") == []
+
+
+def test_impressions_reach_the_offers_performance_without_an_answer(api, settings) -> None:
+    """An offer shown and not answered: its figures were published only every 50 changes or
+    when its model learned, so a rarely answered offer's acceptance rate read too high."""
+    from tests.conftest import FlowProcess
+
+    settings.model_publish_every, settings.control_share = 50, 0.0  # the default count
+    flow = FlowProcess(settings)
+    try:
+        api.post("/v1/events", json=[ev("i-c", "consent", T0, "imp", purpose="marketing",
+                                        granted=True)])
+        flow.drain()
+        for _ in range(3):
+            serve(api, flow, {"customer_id": "imp"}, "garden_sale")
+        assert wait_for(lambda: get_json(api, "/v1/offers/garden_sale/performance")
+                        ["impressions"] == 3, timeout=10)
+    finally:
+        flow.stop()
