@@ -64,7 +64,7 @@ class Customer:
     cooldown: Cooldown = field(default_factory=Cooldown)
     churn: float | None = None
     scores: dict[str, Any] = field(default_factory=lambda: {"outcomes": {}})
-    exposures: dict[str, tuple[float, bool, str]] = field(default_factory=dict)
+    exposures: dict[str, tuple[float, bool, str | None]] = field(default_factory=dict)
     watch_at: float | None = None
     alive_at: float | None = None  # event time when silence takes p_alive under its threshold
     alive_alerted: float | None = None  # last purchase time of the history already alerted on

@@ -2,7 +2,8 @@
 
 A customer exposed to an offer (served it, or held out from it as control) is counted once per
 open window and followed for the offer's reward window; they *convert* if they buy in the
-offer's category within it. Both groups are measured the same way (windows still open count in
+offer's category within it, or, for an offer with no `category` in the catalog, if they buy
+anything within it. Both groups are measured the same way (windows still open count in
 both denominators alike), so the difference in conversion rates is the offer's causal uplift.
 
 >>> u = uplift(treated=1000, treated_conv=150, control=1000, control_conv=100)
@@ -37,26 +38,26 @@ def uplift(treated: int, treated_conv: int, control: int, control_conv: int) -> 
     return out
 
 
-def track(exposures: dict[str, tuple[float, bool, str]], offer: str, deadline: float,
+def track(exposures: dict[str, tuple[float, bool, str | None]], offer: str, deadline: float,
           control: bool, category: str | None) -> list[tuple[Any, ...]]:
     """Start following a customer's exposure to an offer (one open window per offer)."""
-    if category and offer not in exposures:
+    if offer not in exposures:
         exposures[offer] = (deadline, control, category)
         return [("exposure", "offer:" + offer, control, deadline)]
     return []
 
 
-def on_purchase(exposures: dict[str, tuple[float, bool, str]], categories: set[str],
+def on_purchase(exposures: dict[str, tuple[float, bool, str | None]], categories: set[str],
                 ts: float) -> list[tuple[Any, ...]]:
     out = []
     for offer, (deadline, control, category) in list(exposures.items()):
-        if category in categories and ts <= deadline:
+        if (not category or category in categories) and ts <= deadline:
             del exposures[offer]
             out.append(("conversion", "offer:" + offer, control, True, ts))
     return out
 
 
-def expire(exposures: dict[str, tuple[float, bool, str]], now: float) -> None:
+def expire(exposures: dict[str, tuple[float, bool, str | None]], now: float) -> None:
     """Close the windows that have passed (they stay counted as exposures without conversion)."""
     for offer, (deadline, _control, _category) in list(exposures.items()):
         if deadline < now:

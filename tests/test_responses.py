@@ -19,7 +19,8 @@ def test_reward_window_counts_ignored_and_records_late_feedback() -> None:
     x = {"clicks": 1.0}
     decision = ev("d1", "decision", T0, "c1", decision_id="D1", offers=["a", "b"], x=x)
     c, out = process_batch(None, [decision], ctx)
-    assert [o[0] for o in out if o[0] != "profile"] == ["impression", "impression", "watch"]
+    assert [o[0] for o in out if o[0] != "profile"] == ["impression", "impression", "exposure",
+                                                      "exposure", "watch"]
     assert out[-1] == ("watch", "c1", T0 + 2 * DAY)  # woken when the windows close
     # `a` answered within its window: learned as a positive
     c, out = process_batch(c, [ev("f1", "feedback", T0 + DAY, "c1", decision_id="D1",

@@ -37,13 +37,16 @@ def test_exposure_windows() -> None:
     assert track(ex, "o1", 100.0, False, "home") == [("exposure", "offer:o1", False, 100.0)]
     assert track(ex, "o1", 500.0, True, "home") == []  # one open window per offer
     assert track(ex, "o2", 50.0, True, "travel")
-    assert track(ex, "o3", 50.0, True, None) == []     # no category: not measurable
-    assert set(ex) == {"o1", "o2"}
-    assert on_purchase(ex, {"home"}, 90.0) == [("conversion", "offer:o1", False, True, 90.0)]
+    assert track(ex, "o3", 95.0, True, None)  # no category (a catalog to the contract's fields)
+    assert set(ex) == {"o1", "o2", "o3"}
+    assert on_purchase(ex, {"home"}, 90.0) == [("conversion", "offer:o1", False, True, 90.0),
+                                               ("conversion", "offer:o3", True, True, 90.0)]
     assert on_purchase(ex, {"home"}, 95.0) == []       # converts once
     expire(ex, 60.0)
     assert ex == {}
     assert on_purchase(ex, {"travel"}, 70.0) == []     # window closed
+    track(ex, "o4", 100.0, False, None)
+    assert on_purchase(ex, set(), 99.0) == [("conversion", "offer:o4", False, True, 99.0)]  # any purchase
 
 
 def test_performance_reports_uplift_against_control(api, flow, settings) -> None:
