@@ -151,6 +151,33 @@ class Policy:
         return out
 
 
+    def within_caps(self, state: dict[str, Any], ranked: list[tuple[str, str]],
+                    channel: str | None, now: float) -> dict[str, str]:
+        """Offer id -> the cap it would overrun, for the offers of one decision (best first)
+        past what the caps leave room for: `blocked` holds back what a full cap allows no
+        more of; this, what one decision of many offers would take past it.
+
+        >>> p = Policy(caps=[Cap("marketing_per_week", 7, 3, kinds=["offer"])])
+        >>> p.within_caps({"imp": [[0.0, "web", "offer", "o1"]]},
+        ...               [("o2", "offer"), ("s1", "service"), ("o3", "offer"), ("o4", "offer")],
+        ...               "store", 60.0)
+        {'o4': 'contact cap marketing_per_week: 3 in 7 days'}
+        """
+        imps = state.get("imp", [])
+        room = {cap.name: cap.max - sum(1 for ts, ch, k, *_ in imps if now - ts < cap.window_days
+                                        * DAY and cap.counts(k, ch)) for cap in self.caps}
+        again = _showing(imps, channel, now, self.same_contact_minutes * 60.0)
+        out: dict[str, str] = {}
+        for offer_id, kind in ranked:
+            caps = [] if offer_id in again else [c for c in self.caps if c.counts(kind, channel)]
+            if full := next((c for c in caps if room[c.name] <= 0), None):
+                out[offer_id] = f"contact cap {full.name}: {full.max} in {full.window_days:g} days"
+                continue
+            for c in caps:
+                room[c.name] -= 1
+        return out
+
+
 def _showing(imps: list[list[Any]], channel: str | None, now: float, within_s: float) -> set[str]:
     """Offers shown on `channel` less than `within_s` ago: showing one again is the same contact
     (a banner kept from page to page through a visit), not a new one."""

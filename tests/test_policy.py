@@ -53,6 +53,23 @@ def test_caps_across_and_per_channel(api, flow) -> None:
     assert marketing(api, "cap1", "web", second) == []  # an hour on: showing it is a new contact
 
 
+def test_one_decision_of_many_offers_stays_within_the_caps(api, flow) -> None:
+    """A decision asked for many offers served 14 marketing offers against the 3 a week
+    policy.yaml allows; an agent's screen of 5 took 5."""
+    setup(api, flow, "cap2")
+    setup(api, flow, "cap3")
+    d = api.post("/v1/decisions", json={"customer_id": "cap2", "channel": "store", "limit": 50}).json()
+    kinds = [o["kind"] for o in d["offers"]]
+    assert kinds.count("offer") == 3 and d["excluded"]["contact cap marketing_per_week: 3 in 7 days"]
+    actions = get_json(api, "/v1/customers/cap3/next-best-action",
+                       params={"channel": "call_center", "limit": 5})["actions"]
+    assert [a["kind"] for a in actions].count("offer") <= 3
+    shown = [o["offer_id"] for o in d["offers"] if o["kind"] == "offer"]
+    ids = [o["id"] for o in get_json(api, "/v1/offers")["offers"] if o["kind"] == "offer"]
+    assert marketing(api, "cap2", "store", [o for o in ids if o not in shown]) == []  # 3 taken
+    assert marketing(api, "cap2", "store", shown[:1]) == shown[:1]  # one on show: the same contact
+
+
 def test_rejection_cooldown_and_acceptance_suppression(api, flow, settings) -> None:
     settings.control_share = 0.0  # no hold-outs: this test is about the policy
     setup(api, flow, "fb1")

@@ -104,6 +104,10 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
                st.settings.control_share, blocked=blocked, exploration=st.settings.exploration,
                lead=lead, scorer=st.models.offer_scorer)
+    if over := st.policy.value.within_caps(contact_state, [(s.offer.id, s.offer.kind)
+                                                          for s in d.ranked], body.channel, now):
+        d.ranked = [s for s in d.ranked if s.offer.id not in over]  # never the first: it fit
+        d.rejected.update(over)
     if not personal:
         for s in d.ranked:
             s.notes.append("not personalised: the customer withdrew personalization consent")
