@@ -181,9 +181,11 @@ def sentiment_drop(customer_id: str, owner: str | None, short: float, long: floa
     if surge and not dropped:
         reasons = [(f"{calls_30d} calls in 30 days ({calls_90d} in 90) with 7-day sentiment "
                    f"{short:+.2f}")]
+    # a surge of angry calls is the signal, whichever way sentiment drifted in the meantime
+    title = f"Service sentiment of {customer_id} dropped" if dropped else \
+        f"Angry calls from {customer_id} surging"
     return Alert(
-        type="customer_drift", customer_id=customer_id, owner=owner,
-        title=f"Service sentiment of {customer_id} dropped",
+        type="customer_drift", customer_id=customer_id, owner=owner, title=title,
         reasons=reasons, score=round(score, 4), ts=ts, severity=severity_for(score, value),
         data={"signal": "sentiment", "from": round(long, 3), "to": round(short, 3)},
     )

@@ -104,3 +104,16 @@ def test_model_drift_on_a_flipped_target_and_not_on_a_stationary_one() -> None:
     assert fired_at and 1500 <= fired_at[0] <= 1800, fired_at[:3]
     quiet = [i for i, (x, y) in enumerate(_stream(3000, None, 2)) if stationary.learn_one(x, y)]
     assert quiet == []
+
+
+def test_a_sentiment_alert_says_which_signal_fired() -> None:
+    """A surge of angry calls whose sentiment rose a little was titled "dropped", with data
+    showing it rise (-0.612 to -0.599)."""
+    from engine.drift import SURGE_CALLS, sentiment_drop
+
+    surge = sentiment_drop("c", None, short=-0.599, long=-0.612, calls_30d=SURGE_CALLS,
+                           value=0.0, ts=T0, calls_90d=SURGE_CALLS)
+    assert surge is not None and surge.title == "Angry calls from c surging"
+    assert "calls in 30 days" in surge.reasons[0] and "fell" not in surge.reasons[0]
+    drop = sentiment_drop("c", None, short=-0.6, long=0.2, calls_30d=2, value=0.0, ts=T0)
+    assert drop is not None and drop.title == "Service sentiment of c dropped"
