@@ -128,3 +128,38 @@ def test_a_territory_moved_in_one_batch_hands_every_open_alert_over(api, redis_u
     assert [a["alert_id"] for a in listed(api, owner="rep3")] == ["al-2"]
     assert [a["alert_id"] for a in listed(api, owner="rep1")] == ["al-3"]  # acknowledged
     assert [a["alert_id"] for a in listed(api, owner="rep9")] == ["al-4"]  # not rep1's to give
+
+
+def test_the_live_stream_catches_up_from_since_then_goes_live(redis_url, tmp_path):
+    """`since` on the stream sent nothing from before the connection, and a bad `limit` was
+    ignored where the list refuses it: the same filters now, the matching alerts since then
+    first (oldest first, the newest `limit`), then live ones."""
+    import threading
+
+    import httpx
+    import orjson
+
+    from config import Settings
+    from nextbest.engine import Engine
+    from nextbest.redis_server import free_port
+    from tests.conftest import ALL, KEY
+
+    write(redis_url, [alert(1, T0 - 86400), alert(2, T0), alert(3, T0 + 1, owner="rep2"),
+                      alert(4, T0 + 2)])
+    s = Settings(redis_url=redis_url, data_dir=tmp_path / "d", api_port=free_port(),
+                 api_keys={KEY: ALL}, model_secret="x")
+    with Engine(s, flow=False) as engine:
+        url, auth = engine.api_url + "/v1/alerts/stream", {"Authorization": f"Bearer {KEY}"}
+        with httpx.stream("GET", url, params={"limit": "abc"}, headers=auth, timeout=10) as res:
+            assert res.status_code == 422
+        got: list[str] = []
+        with httpx.stream("GET", url, params={"owner": "rep1", "since": str(T0), "limit": 5},
+                          headers=auth, timeout=10) as res:
+            assert res.status_code == 200
+            threading.Timer(1.0, write, (redis_url, [alert(2, T0), alert(5, T0 + 3)])).start()
+            for line in res.iter_lines():
+                if line.startswith("data: "):
+                    got.append(orjson.loads(line[6:])["alert_id"])
+                if len(got) == 3:
+                    break
+        assert got == ["al-2", "al-4", "al-5"]  # al-2 written again: not sent twice

@@ -71,7 +71,11 @@ async def stream(request: Request, st: State, _: Sales, owner: str | None = None
                  type: str | None = None, customer_id: str | None = None,
                  since: str | None = None, status: str | None = None,
                  severity: str | None = None,
+                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                  last_event_id: Annotated[str | None, Header()] = None) -> StreamingResponse:
+    """Alerts as they are raised. With `since` (and no Last-Event-ID, which resumes after the
+    last alert received), first the matching alerts raised since then, oldest first, at most
+    `limit` of them (the newest): the same filters as the list, then live."""
     f = _filters(owner, type, customer_id and await profiles.named(st, customer_id), since,
                  status, severity)
     start = last_event_id or "$"
@@ -89,8 +93,13 @@ async def stream(request: Request, st: State, _: Sales, owner: str | None = None
         if last == "$":
             newest = await r.xrevrange(store.ALERTS, count=1)
             last = newest[0][0].decode() if newest else "0-0"
+        caught_up = await alerts_store.query(r, limit=limit, **f) \
+            if f["since"] is not None and start == "$" else []
         try:
             yield b": connected\n\n"
+            for a in reversed(caught_up):  # raised before the stream's start: no stream id
+                yield b"event: alert\ndata: " + orjson.dumps(a) + b"\n\n"
+            seen = {a["alert_id"] for a in caught_up}
             while not await request.is_disconnected():
                 res = await r.xread({store.ALERTS: last}, count=100, block=1000)
                 if not res:
@@ -98,7 +107,7 @@ async def stream(request: Request, st: State, _: Sales, owner: str | None = None
                     continue
                 for a in await alerts_store.with_status(r, res[0][1]):
                     last = a["stream_id"]
-                    if alerts_store.matches(a, f):
+                    if alerts_store.matches(a, f) and a["alert_id"] not in seen:
                         yield (f"id: {last}\nevent: alert\ndata: ".encode()
                                + orjson.dumps(a) + b"\n\n")
         except asyncio.CancelledError:
