@@ -48,7 +48,7 @@ def traffic(c: httpx.Client) -> None:
     c.get("/v1/alerts", params={"owner": "rep9"})
     c.get("/v1/status")
     c.get("/metrics")
-    assert c.post("/v1/decisions", json={"customer_id": EMAIL * 10}).status_code == 422
+    assert c.post("/v1/decisions", json={"customer_id": EMAIL * 12}).status_code == 422
     assert c.post("/v1/events", content=b'{"email": "' + EMAIL.encode() + b'"' + b" " * 5_000_000
                   ).status_code == 413
     assert c.post("/v1/events", content=b'{"email": "' + EMAIL.encode() + b'", ').status_code == 400
