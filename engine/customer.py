@@ -74,7 +74,8 @@ class Customer:
         customer per epoch)."""
         rest = dict(self.__dict__)
         rest["state"] = statecodec.dump(self.state)
-        rest["pending"] = {d: (p.ts, p.x, p.deadlines, p.channel) for d, p in self.pending.items()}
+        rest["pending"] = {d: (p.ts, p.x, p.deadlines, p.channel, *((p.repeat,) if p.repeat else ()))
+                           for d, p in self.pending.items()}
         rest["cooldown"] = vars(self.cooldown)
         return _restore, (rest,)
 

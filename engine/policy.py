@@ -134,14 +134,14 @@ class Policy:
                     if now - ts < cap.window_days * DAY and cap.counts(k, ch))
             if n >= cap.max:
                 full[cap.name] = (cap, f"contact cap {cap.name}: {n} in {cap.window_days:g} days")
-        showing = _showing(imps, channel, now, self.same_contact_minutes * 60.0) if full else set()
+        on_show = showing(imps, channel, now, self.same_contact_minutes * 60.0) if full else set()
         for offer_id, kind in offers:
             rej, acc = state.get("rej", {}).get(offer_id), state.get("acc", {}).get(offer_id)
             if acc is not None and now - acc < self.accept_suppress_days * DAY:
                 out[offer_id] = "accepted recently"
             elif rej is not None and now - rej < self.reject_cooldown_days * DAY:
                 out[offer_id] = "rejected recently"
-            elif offer_id in showing:  # shown again within the same contact: counted once
+            elif offer_id in on_show:  # shown again within the same contact: counted once
                 continue
             else:
                 for cap, why in full.values():
@@ -166,7 +166,7 @@ class Policy:
         imps = state.get("imp", [])
         room = {cap.name: cap.max - sum(1 for ts, ch, k, *_ in imps if now - ts < cap.window_days
                                         * DAY and cap.counts(k, ch)) for cap in self.caps}
-        again = _showing(imps, channel, now, self.same_contact_minutes * 60.0)
+        again = showing(imps, channel, now, self.same_contact_minutes * 60.0)
         out: dict[str, str] = {}
         for offer_id, kind in ranked:
             caps = [] if offer_id in again else [c for c in self.caps if c.counts(kind, channel)]
@@ -178,7 +178,7 @@ class Policy:
         return out
 
 
-def _showing(imps: list[list[Any]], channel: str | None, now: float, within_s: float) -> set[str]:
+def showing(imps: list[list[Any]], channel: str | None, now: float, within_s: float) -> set[str]:
     """Offers shown on `channel` less than `within_s` ago: showing one again is the same contact
     (a banner kept from page to page through a visit), not a new one."""
     return {i[3] for i in imps if len(i) > 3 and i[1] == channel and now - i[0] < within_s}
@@ -194,7 +194,7 @@ def record(state: dict[str, Any], served: list[tuple[str, str]], channel: str | 
     >>> record(s, [("o1", "offer")], "web", 600.0, 1800.0)["imp"]
     [[600.0, 'web', 'offer', 'o1']]
     """
-    again = _showing(state.get("imp", []), channel, now, same_contact_s)
+    again = showing(state.get("imp", []), channel, now, same_contact_s)
     ids = {offer for offer, _ in served if offer in again}
     imps = [i for i in state.get("imp", []) if now - i[0] < KEEP_DAYS * DAY
             and not (len(i) > 3 and i[3] in ids and i[1] == channel)]

@@ -37,6 +37,7 @@ class Pending:
     x: tuple[tuple[str, ...], array] | dict[str, float]  # packed (`_pack`); a dict in old snapshots
     deadlines: dict[str, float]
     channel: str | None = None
+    repeat: tuple[str, ...] = ()  # offers shown again within a contact that showed them
 
     def inputs(self) -> dict[str, float]:
         """The model inputs the decision was made with."""
@@ -60,16 +61,21 @@ def example(model: str, x: dict[str, float], y: bool, ts: float, **extra: Any) -
 
 
 def on_decision(c: Customer, ev: Event, ctx: Context) -> list[Output]:
+    """A decision's offers await an answer. One shown again on the channel within the same
+    contact (the API's `repeat`: a banner kept from page to page) is the same impression: not
+    counted again, answerable by either decision, and ignored once if never answered."""
     served = ev.get("offers", [])
     deadlines = {o: ev["ts"] + ctx.reward_window(o) for o in served}
     if _crc(ev["decision_id"]) in c.settled:
         deadlines = {}  # answered before its record arrived (feedback from Kafka overtook it)
+    repeat = tuple(o for o in ev.get("repeat", ()) if o in deadlines)
     last = next(reversed(c.pending.values()), None)
     c.pending[ev["decision_id"]] = Pending(ev["ts"], _pack(ev.get("x", {}), last), deadlines,
-                                           ev.get("channel"))
+                                           ev.get("channel"), repeat)
     out: list[Output] = []
     while len(c.pending) > MAX_PENDING:  # a bound on state: the oldest is settled as ignored
         out += _settle(c, next(iter(c.pending)), ev["ts"], everything=True)
+    served = [o for o in served if o not in repeat]
     out += [("impression", "offer:" + o, False, ev["ts"]) for o in served]
     out += [("impression", "offer:" + o, True, ev["ts"]) for o in ev.get("held_out", [])]
     for o, control in [(o, False) for o in served] + [(o, True) for o in ev.get("held_out", [])]:
@@ -98,6 +104,11 @@ def on_feedback(c: Customer, ev: Event) -> list[Output]:
             return []
         return [("feedback", "offer:" + offer, outcome, value, True, ev["ts"])]  # late
     del pend.deadlines[offer]
+    for other in _same_contact(c, did, offer):  # its other showings: answered by this one
+        del c.pending[other].deadlines[offer]
+        _remember(c, f"{other}|a|{offer}")
+        if not c.pending[other].deadlines:
+            _done(c, other)
     if not pend.deadlines:
         _done(c, did)
     x = pend.inputs() or vectorize(st.features(), st.attributes)
@@ -146,13 +157,32 @@ def expire(c: Customer, now: float) -> list[Output]:
     return out
 
 
+def _same_contact(c: Customer, did: str, offer: str) -> list[str]:
+    """The other pending decisions showing `offer` in the contact `did` showed it in: from the
+    showing that was not a repeat to the last repeat after it, on the same channel."""
+    channel, group, found = c.pending[did].channel, [], False
+    for other, p in c.pending.items():
+        if offer not in p.deadlines and other != did or p.channel != channel:
+            continue
+        if offer not in p.repeat:  # a new contact starts
+            if found:
+                break
+            group = []
+        group.append(other)
+        found = found or other == did
+    return [o for o in group if o != did] if found else []
+
+
 def _settle(c: Customer, did: str, now: float, everything: bool = False) -> list[Output]:
-    """Offers of a pending decision past their deadline (or all of them) count as ignored."""
+    """Offers of a pending decision past their deadline (or all of them) count as ignored,
+    but for repeat showings: their contact's first showing counts for them."""
     pend, out = c.pending[did], []
     for offer, deadline in list(pend.deadlines.items()):
         if deadline < now or everything:
             del pend.deadlines[offer]
             _remember(c, f"{did}|i|{offer}")  # an answer may still come, late
+            if offer in pend.repeat:
+                continue
             at = min(deadline, now)
             out.append(example("offer:" + offer, pend.inputs(), False, at))
             out.append(("feedback", "offer:" + offer, "ignored", 0.0, False, at))

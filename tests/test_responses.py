@@ -5,6 +5,8 @@ and which learner each kind of model uses."""
 
 from __future__ import annotations
 
+import pickle
+
 from engine.customer import Context, process_batch
 from engine.learning import apply
 from engine.vector import vectorize
@@ -192,12 +194,63 @@ def test_impressions_reach_the_offers_performance_without_an_answer(api, setting
     settings.model_publish_every, settings.control_share = 50, 0.0  # the default count
     flow = FlowProcess(settings)
     try:
-        api.post("/v1/events", json=[ev("i-c", "consent", T0, "imp", purpose="marketing",
-                                        granted=True)])
+        api.post("/v1/events", json=[ev(f"i-c{i}", "consent", T0, f"imp{i}", purpose="marketing",
+                                        granted=True) for i in range(3)])
         flow.drain()
-        for _ in range(3):
-            serve(api, flow, {"customer_id": "imp"}, "garden_sale")
+        for i in range(3):
+            serve(api, flow, {"customer_id": f"imp{i}"}, "garden_sale")
         assert wait_for(lambda: get_json(api, "/v1/offers/garden_sale/performance")
                         ["impressions"] == 3, timeout=10)
     finally:
         flow.stop()
+
+
+def test_an_offer_kept_on_show_through_a_visit_is_one_impression_and_one_answer() -> None:
+    """A banner kept from page to page (the API marks such showings `repeat`) counted an
+    impression per page: 11 customers shown an offer twice who all accepted read 50%. Now the
+    contact is one impression, answered by any of its decisions, ignored once if not at all;
+    a showing of the offer after the contact ended is a new one."""
+    ctx, x = Context(reward_window=lambda offer: 2 * DAY), {"k": 1.0}
+
+    def decide(c, did, at, repeat=(), channel="web"):
+        return process_batch(c, [ev(did, "decision", at, "c1", decision_id=did, offers=["o"], x=x,
+                                    channel=channel, repeat=list(repeat))], ctx)
+
+    def kinds(out, kind):
+        return [o for o in out if o[0] == kind]
+
+    c, out = decide(None, "D1", T0)
+    c, out2 = decide(c, "D2", T0 + 60, ["o"])
+    c, out3 = decide(c, "D3", T0 + 120, ["o"])
+    c, _ = decide(c, "A1", T0 + 130, channel="app")  # another channel: another contact
+    assert [len(kinds(o, "impression")) for o in (out, out2, out3)] == [1, 0, 0]
+    assert pickle.loads(pickle.dumps(c)).pending["D2"].repeat == ("o",)  # kept in snapshots
+    c, out = process_batch(c, [ev("f", "feedback", T0 + 200, "c1", decision_id="D3", offer_id="o",
+                                  outcome="accepted")], ctx)
+    assert len(kinds(out, "example")) == 1 and set(c.pending) == {"A1"}  # D1, D2 answered by D3
+    c, out = process_batch(c, [ev("k", "click", T0 + 3 * DAY, "c1")], ctx)
+    assert [o[2] for o in kinds(out, "feedback")] == ["ignored"]  # the app's showing alone
+    # not answered at all: the contact is ignored once; a later showing is a new contact
+    c, _ = decide(c, "D4", T0 + 4 * DAY)
+    c, _ = decide(c, "D5", T0 + 4 * DAY + 60, ["o"])
+    c, out = decide(c, "D6", T0 + 5 * DAY)
+    assert len(kinds(out, "impression")) == 1
+    c, out = process_batch(c, [ev("f6", "feedback", T0 + 5 * DAY, "c1", decision_id="D6",
+                                  offer_id="o", outcome="accepted")], ctx)
+    assert set(c.pending) == {"D4", "D5"}  # another contact's answer
+    c, out = process_batch(c, [ev("k2", "click", T0 + 8 * DAY, "c1")], ctx)
+    assert [o[2] for o in kinds(out, "feedback")] == ["ignored"] and len(kinds(out, "example")) == 1
+
+
+def test_the_api_marks_an_offer_shown_again_within_the_contact(api, flow, settings) -> None:
+    settings.control_share = 0.0
+    api.post("/v1/events", json=[ev("rs-c", "consent", T0, "rs", purpose="marketing", granted=True)])
+    flow.drain()
+    serve(api, flow, {"customer_id": "rs"}, "garden_sale")
+    d = serve(api, flow, {"customer_id": "rs"}, "garden_sale")  # the next page of the visit
+    api.post(f"/v1/decisions/{d['decision_id']}/feedback",
+             json={"offer_id": "garden_sale", "outcome": "accepted", "value": 40.0})
+    flow.drain()
+    perf = wait_for(lambda: (p := get_json(api, "/v1/offers/garden_sale/performance"))["accepted"]
+                    and p, timeout=20)
+    assert (perf["impressions"], perf["accepted"], perf["acceptance_rate"]) == (1, 1, 1.0)

@@ -121,6 +121,10 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
         "candidates": {c.offer.id: [round(c.propensity, 5), round((c.offer.value or 1.0) * c.offer.lever, 4)]
                        for c in d.candidates},
     }
+    same_contact_s = st.policy.value.same_contact_minutes * 60.0
+    again = policy.showing(contact_state.get("imp", []), body.channel, now, same_contact_s)
+    if repeat := [s.offer.id for s in d.ranked if s.offer.id in again]:
+        record["repeat"] = repeat  # the same contact: one impression (engine/responses.py)
     pipe = st.redis.pipeline(transaction=False)
     connect.evalsha(pipe, store.RECORD_SHA, *store.record_args(record, st.settings.partitions,
                                                                st.settings.stream_maxlen))
@@ -130,7 +134,7 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     path = "empty"
     if d.ranked:
         served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked],
-                               body.channel, now, st.policy.value.same_contact_minutes * 60.0)
+                               body.channel, now, same_contact_s)
         # a lead kept for consistency keeps its first time: the window does not slide
         kept = lead is not None and d.ranked[0].offer.id == lead
         lead_entry = contact_state["lead"] if kept else [d.ranked[0].offer.id, now, body.channel]
