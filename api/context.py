@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import random
 import time
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from api.batching import Batcher
 from api.errors import ApiError
 from api.fallback import Breaker
 from api.registry import CatalogHolder, ModelRegistry, RulesFile
-from config import Settings
+from config import Settings, connect
 from engine.opportunity import AlertRules
 from engine.policy import Policy
 
@@ -51,6 +52,11 @@ class AppState:
     policy: RulesFile[Policy] | None = None
     alert_rules: RulesFile[AlertRules] | None = None  # the flow's; held for its errors
     batcher: Batcher | None = None  # auto-pipelining; None: each pipeline is its own round trip
+
+    @functools.cached_property
+    def cluster(self) -> bool:
+        """A Redis Cluster: keys one script touches must share a slot."""
+        return connect.is_cluster(str(self.settings.redis_url))
 
     def knows_offer(self, offer_id: str) -> bool:
         """In the catalog, or served once (a retired offer keeps its model and its figures)."""

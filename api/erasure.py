@@ -81,7 +81,8 @@ async def erase(st: Any, cid: str, doc: dict[str, Any] | None, now: float) -> di
         n, event_ids = await _purge_stream(r, store.stream(p), ids, b"e")
         events += n
         if event_ids:
-            await r.delete(*[store.seen(p, e) for e in event_ids])
+            for e in event_ids:  # one key per DEL: clusters
+                await r.delete(store.seen(p, e, st.cluster))
     dead, _ = await _purge_stream(r, store.DLQ, ids, b"raw")
     alerts = await alerts_store.erase(r, cid)
     from api import ingest

@@ -25,7 +25,8 @@ async def append(st: Any, events: list[dict[str, Any]], pipe: Any = None,
     own = pipe is None
     pipe = pipe or st.redis.pipeline(transaction=False)
     for ev in events:
-        keys, args = store.ingest_args(ev, s.partitions, s.dedup_ttl_s, s.stream_maxlen)
+        keys, args = store.ingest_args(ev, s.partitions, s.dedup_ttl_s, s.stream_maxlen,
+                                       st.cluster)
         connect.evalsha(pipe, store.INGEST_SHA, keys, args)
     extra = 0
     for ev in events if consent else ():

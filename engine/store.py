@@ -71,8 +71,11 @@ def stream(p: int) -> str:
     return f"{PREFIX}:ev:{{p{p}}}"
 
 
-def seen(p: int, event_id: str) -> str:
-    return f"{PREFIX}:seen:{{p{p}}}:{event_id}"
+def seen(p: int, event_id: str, cluster: bool = False) -> str:
+    """An event id's dedup key: one for the whole engine, so an id is taken once whatever
+    customer it names; on a cluster, one per partition (the ingest script's keys share a slot:
+    there, an id sent for two customers of two partitions is taken for each)."""
+    return f"{PREFIX}:seen:{{p{p}}}:{event_id}" if cluster else f"{PREFIX}:seen:{event_id}"
 
 
 def ingested(p: int) -> str:
@@ -272,13 +275,13 @@ def _unzstd(raw: bytes) -> bytes:
 
 
 def ingest_args(event: dict[str, Any], partitions: int, dedup_ttl: int, maxlen: int,
-                ) -> tuple[list[str], list[Any]]:
+                cluster: bool = False) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of `INGEST_LUA` for one event that passed `events.validate` (or an
     internal record)."""
     from engine.events import SCHEMA
 
     p = _partition(event, partitions)
-    keys = [stream(p), seen(p, event["event_id"]), ingested(p)]
+    keys = [stream(p), seen(p, event["event_id"], cluster), ingested(p)]
     return keys, [_payload(event), dedup_ttl, maxlen, SCHEMA]
 
 

@@ -135,7 +135,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
                 record = {"type": "adopt", "_internal": True, "customer_id": cid, "ts": ts,
                           "event_id": f"adopt:{visitor}", **given}
                 keys, args = store.ingest_args(record, self.partitions, self.dedup_ttl,
-                                               self.maxlen)
+                                               self.maxlen, self.cluster)
                 self._call(self.ingest, keys, args, pipe)
             elif kind == "forget":
                 self._profiles(pipe, profiles)  # in order with the deletes
@@ -303,7 +303,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             cid = member.decode()
             tick = {"type": "tick", "_internal": True, "customer_id": cid, "ts": clock,
                     "event_id": f"tick:{cid}:{deadline:.0f}"}
-            keys, args = store.ingest_args(tick, self.partitions, self.dedup_ttl, self.maxlen)
+            keys, args = store.ingest_args(tick, self.partitions, self.dedup_ttl, self.maxlen,
+                                           self.cluster)
             self._call(self.ingest, keys, args, pipe)
             self._call(self.unwatch, [store.WATCH], [cid, repr(deadline)], pipe)
         pipe.execute()
@@ -314,7 +315,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         p, entry_id, event_id, ts = (*record, None)[:4]
         if p is not None and entry_id:  # the erase record names the customer: remove it too
             pipe.xdel(store.stream(p), entry_id)
-            pipe.delete(store.seen(p, event_id))
+            pipe.delete(store.seen(p, event_id, self.cluster))
         for key in store.customer_keys(cid):  # one key per DEL: cluster pipelines need it
             pipe.delete(key)
         pipe.srem(store.CUSTOMERS, cid)

@@ -61,7 +61,7 @@ def replay(settings: Settings, contains: str | None, console: Console) -> tuple[
             client.xdel(store.DLQ, entry_id)
             continue
         keys, args = store.ingest_args(event, settings.partitions, settings.dedup_ttl_s,
-                                       settings.stream_maxlen)
+                                       settings.stream_maxlen, connect.is_cluster(settings.redis_url))
         script(keys=keys, args=args)
         client.xdel(store.DLQ, entry_id)
         replayed += 1

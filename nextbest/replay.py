@@ -40,7 +40,7 @@ def _flush(client: connect.Sync, sha: str, settings: Settings,
     pipe = client.pipeline(transaction=False)
     for ev in good:
         keys, args = store.ingest_args(ev, settings.partitions, settings.dedup_ttl_s,
-                                       settings.stream_maxlen)
+                                       settings.stream_maxlen, connect.is_cluster(settings.redis_url))
         connect.evalsha(pipe, sha, keys, args)
     for raw, reason in bad:
         pipe.xadd(store.DLQ, {"raw": raw[:65536], "reason": reason, "source": "replay",

@@ -55,7 +55,7 @@ def test_every_key_of_a_customer_shares_one_slot() -> None:
     for i in range(200):
         e = ev(f"e{i}", "click", T0, f"c{i}") if i % 3 else \
             {"event_id": f"e{i}", "type": "click", "ts": T0, "anonymous_id": f"a{i}"}
-        keys, _ = store.ingest_args(e, 16, 60, 1000)
+        keys, _ = store.ingest_args(e, 16, 60, 1000, cluster=True)
         assert len({key_slot(k.encode()) for k in keys}) == 1
         p = int(keys[0].split("{p")[1].rstrip("}"))
         assert key_slot(store.processed(p).encode()) == key_slot(keys[0].encode())

@@ -101,3 +101,13 @@ def test_duplicates_after_a_restart_from_snapshots_change_nothing(api, settings,
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_an_event_id_is_taken_once_whatever_customer_it_names(api, flow, r) -> None:
+    """Ingest remembered ids per partition: the same event id sent for 12 customers was taken
+    for the 4 whose partitions differed from the first one's."""
+    sent = [post(api, [{"event_id": "INV-100", "type": "transaction", "ts": 1.7e9,
+                        "customer_id": f"xc{i}", "amount": 50.0}])["duplicates"] for i in range(12)]
+    assert sent == [0] + [1] * 11
+    flow.drain()
+    assert sum(r.exists(store.customer(f"xc{i}")) for i in range(12)) == 1
