@@ -139,6 +139,14 @@ end
 return 0
 """
 
+# KEYS: a counter. ARGV: a value. The counter becomes the value if that is higher (progress, clock).
+SETMAX_LUA = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
+             "if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end return 1"
+
+# KEYS: watch zset. ARGV: customer, deadline. Removes the watch only if it was not moved since.
+UNWATCH_LUA = "if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then " \
+              "redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end return 0"
+
 # KEYS: stream, ingested-counter. ARGV: payload, and optionally the stream's length to trim to
 # (else the next event's append trims). An internal record, numbered as INGEST_LUA does, without
 # a dedup key: its id is made where it is appended, once.

@@ -18,13 +18,6 @@ from config import connect
 from config.wire import SyncWire, usable
 from engine import policy, store
 
-SETMAX = "local c = tonumber(redis.call('GET', KEYS[1]) or '0') " \
-         "if tonumber(ARGV[1]) > c then redis.call('SET', KEYS[1], ARGV[1]) end return 1"
-
-
-# KEYS: watch zset. ARGV: customer, deadline. Removes the watch only if it was not moved since.
-UNWATCH = "if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then " \
-          "redis.call('ZREM', KEYS[1], ARGV[1]) return 1 end return 0"
 SWEEP_EVERY_S = 3600.0  # event time between silence sweeps
 SWEEP_BATCH = 2000  # watched customers ticked per round of a sweep
 # wall time between sweeps by the first worker's timer: the event-time clock can stand still
@@ -45,8 +38,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
         # pipeline of 10 commands cost ~40 us of CPU that way against ~150 us through redis-py
         self.wire = None if self.cluster or not usable(self.client) else SyncWire(self.client)
         self.dlq_maxlen, self.alerts_maxlen = dlq_maxlen, alerts_maxlen
-        self.setmax = self.client.register_script(SETMAX)
-        self.unwatch = self.client.register_script(UNWATCH)
+        self.setmax = self.client.register_script(store.SETMAX_LUA)
+        self.unwatch = self.client.register_script(store.UNWATCH_LUA)
         self.ingest = self.client.register_script(store.INGEST_LUA)
         self.record = self.client.register_script(store.RECORD_LUA)
         self.loaded = False  # loaded on the first write: Redis may be away at start
