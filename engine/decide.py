@@ -149,34 +149,55 @@ def decide(
     blocked: dict[str, str] | None = None, exploration: str = "thompson",
     lead: str | None = None, scorer: LinearScorer | None = None,
 ) -> Decision:
-    """`scorer` (built from `models`) scores every offer model in one go (engine/scoring.py)."""
+    """`scorer` (built from `models`) scores every offer model in one go (engine/scoring.py).
+
+    The control group of an offer is held out where the offer would have been served: the
+    ranking is made with it, and a marketing offer in a served place whose customer is in its
+    control group is withheld (`held_out`), the next one taking the place. Holding out every
+    eligible customer compared those the engine chose with everyone it could have chosen,
+    and showed uplift where the offers had none."""
     offers, rejected = candidates(catalog, profile, request, now, blocked)
-    held = [o.id for o in offers if o.marketing and in_control(profile.customer_id, o, control_share)]
+    control = {o.id for o in offers if o.marketing and in_control(profile.customer_id, o, control_share)}
     predicted = scorer.predict(x) if scorer is not None and offers else {}
-    scored = [score(o, models.get(o.id), x, predicted.get(o.id)) for o in offers
-              if o.id not in held]
+    scored = [score(o, models.get(o.id), x, predicted.get(o.id)) for o in offers]
     scored.sort(key=lambda s: -s.score)
     if not scored:
-        return Decision([], False, 1.0, held, rejected, x)
-    pinned = next((s for s in scored if s.offer.id == lead), None)
+        return Decision([], False, 1.0, [], rejected, x)
+    pinned = next((s for s in scored if s.offer.id == lead and s.offer.id not in control), None)
     if pinned is not None:  # the same answer on every channel, moments apart
         scored.remove(pinned)
         pinned.notes.append("consistency: leading offer of this customer's last decision")
-        ranked = [pinned] + scored
-        return Decision(ranked[: max(1, request.limit)], False, 1.0, held, rejected, x,
-                        candidates=ranked)
+        return _served([pinned] + scored, control, request, False, 1.0, rejected, x)
+    free = [s for s in scored if s.offer.id not in control]
+    if not free:  # held out from each, as each would have taken the place of the one before
+        return _served(scored, control, request, False, 1.0, rejected, x)
     if exploration == "thompson":
-        return _thompson(scored, models, request, held, rejected, x, rng)
-    k = len(scored)
+        return _thompson(scored, control, models, request, rejected, x, rng)
+    k = len(free)
     explored = k > 1 and rng.random() < epsilon
+    pick = free[rng.randrange(k)] if explored else free[0]
     if explored:
-        pick = rng.randrange(k)
-        scored.insert(0, scored.pop(pick))
-        scored[0].notes.append("exploration")
-    greedy_first = not explored or pick == 0
-    probability = epsilon / k + ((1 - epsilon) if greedy_first else 0.0)
-    return Decision(scored[: max(1, request.limit)], explored, probability, held, rejected, x,
-                    candidates=scored)
+        pick.notes.append("exploration")
+    probability = epsilon / k + ((1 - epsilon) if pick is free[0] else 0.0)
+    # an explored pick is served first, and no control offer is held out for it
+    ranked = [pick] + [s for s in free if s is not pick] if explored else scored
+    return _served(ranked, control, request, explored, probability, rejected, x)
+
+
+def _served(ranked: list[Scored], control: set[str], request: Request, explored: bool,
+            probability: float, rejected: dict[str, str], x: Vector,
+            held: list[str] | None = None) -> Decision:
+    """The first `limit` offers of `ranked` not in the control group, and the control offers
+    ranked above the last of them (`held`: those already found held out ahead of `ranked`)."""
+    served, held = [], list(held or [])
+    for s in ranked:
+        if len(served) >= max(1, request.limit):
+            break
+        if s.offer.id in control:
+            held.append(s.offer.id)
+        else:
+            served.append(s)
+    return Decision(served, explored, probability, held, rejected, x, candidates=ranked)
 
 
 THOMPSON_DRAWS = 32
@@ -195,11 +216,12 @@ def _numpy_rng(rng: random.Random) -> Any:
     return gen
 
 
-def _thompson(scored: list[Scored], models: dict[str, OnlineModel], request: Request,
-              held: list[str], rejected: dict[str, str], x: Vector, rng: random.Random) -> Decision:
+def _thompson(scored: list[Scored], control: set[str], models: dict[str, OnlineModel],
+              request: Request, rejected: dict[str, str], x: Vector, rng: random.Random) -> Decision:
     """Thompson sampling over the propensities: each offer's P(accept) is drawn from a Beta
     centred on the model's estimate, as wide as the examples behind it are few; the served
-    offer is the best draw x value x lever. Its probability of being served is estimated from
+    offer is the best draw x value x lever outside the control group, and a control offer
+    whose draw beat it is held out. Its probability of being served is estimated from
     `THOMPSON_DRAWS` further draws, for off-policy evaluation."""
     import numpy as np
 
@@ -208,15 +230,18 @@ def _thompson(scored: list[Scored], models: dict[str, OnlineModel], request: Req
     n = np.array([min(_examples(models, s.offer.id), 500) + PRIOR_WEIGHT for s in scored], float)
     worth = np.array([(s.offer.value or 1.0) * s.offer.lever for s in scored])
     draws = gen.beta(p * n + 1.0, (1.0 - p) * n + 1.0, size=(THOMPSON_DRAWS + 1, len(scored)))
-    best = (draws * worth).argmax(axis=1)
+    value = draws * worth
+    held_back = np.array([s.offer.id in control for s in scored])
+    best = np.where(held_back, -1.0, value).argmax(axis=1)
     pick = int(best[0])
     probability = float((best[1:] == pick).mean()) or 1.0 / THOMPSON_DRAWS
-    explored = pick != 0
-    first = scored.pop(pick)
+    explored = pick != int(np.argmin(held_back))  # not the first outside the control group
+    first = scored[pick]
     first.notes.append(f"thompson draw {draws[0, pick]:.3f}" + (" (exploring)" if explored else ""))
-    ranked = [first] + scored
-    return Decision(ranked[: max(1, request.limit)], explored, round(probability, 4), held, rejected,
-                    x, candidates=ranked)
+    beaten = [s.offer.id for i, s in enumerate(scored) if held_back[i] and value[0, i] > value[0, pick]]
+    rest = [s for s in scored if s is not first and s.offer.id not in beaten]
+    return _served([first] + rest, control, request, explored, round(probability, 4), rejected,
+                   x, held=beaten)
 
 
 def _examples(models: dict[str, OnlineModel], offer_id: str) -> int:

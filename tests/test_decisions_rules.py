@@ -303,3 +303,37 @@ def test_a_customer_who_asks_to_cancel_gets_retention_first_and_their_owner_an_a
     later = get_json(api, "/v1/customers/quitter/next-best-action", params={"limit": 5})
     assert later["summary"]["at_risk"] is False
     assert "retention_discount" not in [a["offer_id"] for a in later["actions"]]
+
+
+@pytest.mark.parametrize("exploration", ["thompson", "epsilon"])
+def test_an_offer_is_held_out_only_where_it_would_have_been_served(tmp_path: Path,
+                                                                   exploration: str) -> None:
+    """The control group of an offer was every eligible customer in it, compared with the
+    customers the engine chose for it: an offer with no effect at all read as a significant
+    uplift (organic buyers are who it targets). Now a customer is held out of an offer only
+    where it would have been served: treated and control come from the same choice."""
+    from engine.models import OnlineModel
+
+    cat = catalog(tmp_path, "offers:\n  - {id: fans, value: 10, control: 0.5}\n"
+                            "  - {id: all, value: 10, control: 0.5}\n")
+    models = {"fans": OnlineModel("offer:fans"), "all": OnlineModel("offer:all")}
+    rng = random.Random(3)
+    for i in range(3000):  # `fans` is accepted by fans only, `all` by a fifth of anyone
+        fan = i % 2
+        models["fans"].learn_one({"fan": float(fan)}, bool(fan) and rng.random() < 0.6)
+        models["all"].learn_one({"fan": float(fan)}, rng.random() < 0.2)
+    held_by_fan: dict[int, int] = {0: 0, 1: 0}
+    for i in range(600):
+        fan = i % 2
+        p = Profile(f"c{i}", {}, {}, {}, {"marketing": True}, True)
+        d = decide(cat, models, p, Request("web"), {"fan": float(fan)}, T0, rng, 0.1, 0.0,
+                   exploration=exploration)
+        served = [s.offer.id for s in d.ranked]
+        assert not set(served) & set(d.held_out)
+        assert len(served) == 1 or sorted(d.held_out) == ["all", "fans"]  # in both groups
+        if "fans" in d.held_out and "all" not in d.held_out:  # `all` served in its place
+            held_by_fan[fan] += 1
+            assert served == ["all"]
+    # not-fans are held out of `fans` only when it would have been theirs: when explored, or
+    # when held out of `all` too (`fans` next in line), as likely as being served it then
+    assert held_by_fan[1] > 50 and held_by_fan[0] <= 15  # 1/4 of 300 fans: ~75
