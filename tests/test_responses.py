@@ -254,3 +254,4 @@ def test_the_api_marks_an_offer_shown_again_within_the_contact(api, flow, settin
     perf = wait_for(lambda: (p := get_json(api, "/v1/offers/garden_sale/performance"))["accepted"]
                     and p, timeout=20)
     assert (perf["impressions"], perf["accepted"], perf["acceptance_rate"]) == (1, 1, 1.0)
+    assert perf["accepts"] == 1 and perf["revenue"] == 40.0  # the contract's words for them

@@ -29,12 +29,16 @@ def performance(st: Any, offer_id: str) -> dict[str, Any]:
     for k in ("impressions", "control_impressions", "accepted", "rejected", "ignored", "revenue"):
         perf.setdefault(k, 0)
     perf.setdefault("acceptance_rate", None)
+    perf["accepts"] = perf["accepted"]  # the contract's word for them
     conv = perf.pop("conversion", None) or uplift(0, 0, 0, 0)
     perf["uplift"] = conv["uplift"]
     perf["uplift_ci95"] = conv["ci95"]
     perf["conversion"] = conv
-    perf["uplift_definition"] = ("conversion = a purchase in the offer's category within its reward "
-                                 "window; uplift = treated rate - control rate")
+    category = getattr(st.catalog.catalog.by_id.get(offer_id), "category", None)
+    perf["uplift_definition"] = (f"conversion = a purchase {'in ' + repr(category) if category else 'of anything'}"
+                                 " within the offer's reward window, of customers served it (treated) or "
+                                 "held out where it would have been served (control); uplift = treated "
+                                 "rate - control rate")
     return {"offer_id": offer_id, **perf}
 
 
