@@ -320,11 +320,14 @@ def _alive(c: Customer, ctx: Context, rules: AlertRules, out: list[Output]) -> f
         return None  # already raised for this purchase history; a new purchase re-arms it
     t_x = (v["tl"] - v["t0"]) / DAY
     p = value.p_alive(bg, v["x"], t_x, (st.last_ts - v["t0"]) / DAY)
+    # silent no longer than their own usual gap between purchases: no sign of stopping, however
+    # low the population's parameters put p_alive (a cohort of bursts made it 26% a day after)
+    usual_end = v["tl"] + t_x / v["x"] * DAY
     alert = alive_alert(st.customer_id, st.owner, p, threshold, (st.last_ts - v["tl"]) / DAY,
-                        st.purchase_total, st.last_ts)
+                        st.purchase_total, st.last_ts) if st.last_ts >= usual_end else None
     if alert is None:
         age = value.alive_until(bg, v["x"], t_x, threshold)
-        return None if age is None else v["t0"] + age * DAY + 1.0
+        return None if age is None else max(v["t0"] + age * DAY, usual_end) + 1.0
     c.alive_alerted = v["tl"]
     cooldown = float(limits.get("cooldown_days", 7.0)) * DAY
     if c.cooldown.allow("churn_risk:p_alive", st.last_ts, cooldown):

@@ -320,3 +320,24 @@ def test_opportunity_rules_can_use_offer_propensities():
     assert [a["data"]["rule"] for a in hit] == ["card_likely"]
     assert raised("plain1", {"vip": False}) == []
     assert raised("has_card", {"vip": True, "gold_card": True}) == []
+
+
+def test_no_stopped_buying_alert_within_the_customers_own_rhythm() -> None:
+    """Population parameters fitted on a cohort of bursts put p_alive at 17% the moment a
+    customer buys: "may have stopped buying ... after 0 days without a purchase". The alert now
+    waits until the customer has been silent longer than their own usual gap (10 days here)."""
+    bursty = {"bgnbd": {"r": 0.5, "alpha": 2.0, "a": 10.0, "b": 1.0}}
+    ctx = Context(alert_rules=lambda: RULES, value_params=lambda: bursty)
+
+    def p_alive_alerts(out: list) -> list:
+        return [o[1] for o in out if o[0] == "alert" and o[1]["data"].get("signal") == "p_alive"]
+
+    c, out = process_batch(None, [buy("rh", T0 + d * DAY, d, 60.0) for d in (0, 10, 20)], ctx)
+    assert p_alive_alerts(out) == []
+    c, out = process_batch(c, [{"event_id": "rh-k", "type": "click", "ts": T0 + 25 * DAY,
+                                "customer_id": "rh"}], ctx)
+    assert p_alive_alerts(out) == []  # 5 days: within their rhythm
+    c, out = process_batch(c, [{"event_id": "rh-t", "type": "tick", "ts": T0 + 31 * DAY,
+                                "customer_id": "rh", "_internal": True}], ctx)
+    (alert,) = p_alive_alerts(out)
+    assert "after 11 days without a purchase" in alert["reasons"][0]
