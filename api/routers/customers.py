@@ -62,7 +62,7 @@ async def next_best_action(customer_id: str, st: State, _: Agent,
     features = profiles.aged(doc.get("f", {}), doc.get("t", clock), clock)
     scores = live_scores(st, doc, features, 365.0, clock)
     body = DecisionIn(customer_id=customer_id, channel=channel, limit=limit)
-    out, decision = await run_decision(st, body, customer_id)
+    out, decision = await run_decision(st, body, customer_id, contacts=1)  # the one presented
     churn = scores.get("churn_risk") or 0.0
     cancel = features.get("days_since_cancel_request", -1.0)
     at_risk = churn >= st.settings.churn_threshold or 0 <= cancel <= CANCEL_DAYS

@@ -87,7 +87,10 @@ def _offers(d: Decision) -> list[dict[str, Any]]:
             for i, s in enumerate(d.ranked)]
 
 
-async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, Any], Decision]:
+async def run_decision(st: Any, body: DecisionIn, cid: str, contacts: int | None = None,
+                       ) -> tuple[dict[str, Any], Decision]:
+    """`contacts`: how many of the ranked offers reach the customer (the caps hold them and
+    count them); None, all. An agent's screen lists several actions and presents one."""
     doc, clock, (contact,) = await profiles.fetch(st, cid, hashes=[store.contact(cid)])
     profile = profiles.to_profile(cid, doc, clock, st.models.value_params)
     personal = consent.for_decision(profile.consent, "personalization", body.channel, body.context) is not False
@@ -105,7 +108,8 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
                st.settings.control_share, blocked=blocked, exploration=st.settings.exploration,
                lead=lead, scorer=st.models.offer_scorer)
     if over := st.policy.value.within_caps(contact_state, [(s.offer.id, s.offer.kind)
-                                                          for s in d.ranked], body.channel, now):
+                                                          for s in d.ranked[:contacts]],
+                                           body.channel, now):
         d.ranked = [s for s in d.ranked if s.offer.id not in over]  # never the first: it fit
         d.rejected.update(over)
     if not personal:
@@ -133,7 +137,7 @@ async def run_decision(st: Any, body: DecisionIn, cid: str) -> tuple[dict[str, A
     args: list[Any] = [did, time.time(), ttl]  # the index erasure reads
     path = "empty"
     if d.ranked:
-        served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked],
+        served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked[:contacts]],
                                body.channel, now, same_contact_s)
         # a lead kept for consistency keeps its first time: the window does not slide
         kept = lead is not None and d.ranked[0].offer.id == lead
