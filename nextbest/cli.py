@@ -22,6 +22,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     settings = Settings()
     if args.port:
         settings.api_port = args.port
+    if settings.redis_url:  # a simulated population has no place in the operator's Redis
+        console.print(f"REDIS_URL ({redacted(str(settings.redis_url))}) is left alone: the demo "
+                      "runs on its own embedded Redis")
+        settings.redis_url = None
     stats = run(settings, args.duration, args.customers, args.seed, console)
     acc, rnd, orc = stats.rates(stats.served)
     n = max(1, len(stats.value))
@@ -53,7 +57,8 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         with Engine(settings, quiet=False) as engine:
             console.print(f"[bold]nextbest[/] is up: {engine.api_url}/docs  console: "
-                          f"{engine.api_url}/console  (Redis {settings.redis_url})")
+                          f"{engine.api_url}/console  (Redis {redacted(str(settings.redis_url))}, "
+                          f"data folder {settings.data_dir})")
             if engine.admin_key:
                 console.print(f"No NEXTBEST_API_KEYS set: generated an all-roles key for this "
                               f"run: [bold]{engine.admin_key}[/]")
@@ -120,6 +125,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
 
 
+def redacted(url: str) -> str:
+    """A Redis URL as it may be shown: without its password.
+
+    >>> redacted("redis://:s3cret@10.0.0.5:6379/0"), redacted("redis://127.0.0.1:6379/0")
+    ('redis://:***@10.0.0.5:6379/0', 'redis://127.0.0.1:6379/0')
+    """
+    import re
+
+    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="nextbest", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -148,7 +164,30 @@ def main(argv: list[str] | None = None) -> int:
     ev.add_argument("--epsilon", type=float, default=0.05)
     ev.set_defaults(fn=cmd_evaluate)
     args = ap.parse_args(argv)
-    return int(args.fn(args))
+    from pydantic import ValidationError
+    from pydantic_settings import SettingsError
+
+    from nextbest.engine import FolderInUse
+
+    try:
+        return int(args.fn(args))
+    except FolderInUse as exc:
+        console.print(f"[red]{exc}[/]")
+        return 1
+    except ValidationError as exc:  # a setting from the environment: named, its value not shown
+        for err in exc.errors():
+            name = "NEXTBEST_" + str(err["loc"][0]).upper() if err["loc"] else "a setting"
+            console.print(f"[red]{name.replace('NEXTBEST_REDIS_URL', 'REDIS_URL')}: "
+                          f"{err['msg']}[/]")
+        return 2
+    except SettingsError as exc:  # a JSON setting that is not JSON
+        import re
+
+        field = re.search(r'field "(\w+)"', str(exc))
+        name = "NEXTBEST_" + field.group(1).upper() if field else "a setting"
+        cause = f" ({exc.__cause__})" if exc.__cause__ else ""
+        console.print(f"[red]{name}: not valid JSON{cause}[/]")
+        return 2
 
 
 if __name__ == "__main__":

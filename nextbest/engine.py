@@ -10,6 +10,8 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,7 +35,8 @@ class Engine:
 
     @property
     def api_url(self) -> str:
-        return f"http://{self.settings.api_host}:{self.settings.api_port}"
+        host = self.settings.api_host
+        return f"http://{f'[{host}]' if ':' in host else host}:{self.settings.api_port}"  # IPv6
 
     def start(self) -> Engine:
         try:
@@ -45,6 +48,8 @@ class Engine:
     def _start(self) -> Engine:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.want_flow or not s.redis_url:  # the folder's flow snapshots or Redis: one owner
+            self._lock = hold(s.data_dir)
         if not s.redis_url:
             port = int(os.environ.get("NEXTBEST_REDIS_PORT", 0)) or free_port()
             self.redis = RedisServer(s.data_dir / "redis", port=port, appendfsync=s.redis_fsync,
@@ -119,6 +124,9 @@ class Engine:
         if self.redis:
             self.redis.stop()
             (self.settings.data_dir / "redis.url").unlink(missing_ok=True)
+        if lock := getattr(self, "_lock", None):
+            lock.close()  # the folder's lock goes with it
+            self._lock = None
 
     def _stop_all(self, timeout: float = 10.0) -> None:
         procs, self.procs = self.procs, {}
@@ -141,6 +149,32 @@ class Engine:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class FolderInUse(RuntimeError):
+    """Another engine runs with this data folder."""
+
+
+def hold(folder: Path) -> Any:
+    """An exclusive lock on the data folder for this process's life (released when the
+    returned file is closed, or the process ends). Two engines on one folder wrote one Redis
+    file and one set of flow snapshots, and left the folder unable to start again."""
+    import fcntl
+
+    lock = open(folder / "engine.lock", "a+")  # noqa: SIM115 - held open while running
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        who = lock.read().strip() or "?"
+        lock.close()
+        raise FolderInUse(f"another nextbest (pid {who}) runs with the data folder {folder}: "
+                          "stop it, or give this one its own NEXTBEST_DATA_DIR") from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
 
 
 def running_redis(settings: Settings) -> str | None:

@@ -149,15 +149,34 @@ def pending(settings: Settings) -> int:
     return max(0, total)
 
 
-def wait_drained(settings: Settings, console: Console, timeout: float = 3600.0) -> bool:
+def wait_drained(settings: Settings, console: Console, timeout: float = 3600.0,
+                 engine: Engine | None = None) -> bool:
+    """Until the flow has processed everything; False, said why, when it stopped first (its
+    process, when `engine` started it; else its heartbeat, gone 10 s) or `timeout` passed."""
     deadline = time.monotonic() + timeout
+    client, quiet_since = connect.client(str(settings.redis_url)), None
     with console.status("waiting for the flow to process everything...") as status:
         while time.monotonic() < deadline:
             left = pending(settings)
             if left == 0:
                 return True
+            flow = engine.procs.get("flow") if engine else None
+            if flow is not None and flow.poll() is not None:
+                log = (settings.data_dir / "flow.log").read_text(errors="replace")[-1500:]
+                console.print(f"[red]the flow exited with {flow.returncode}, {left:,} events "
+                              f"pending:[/]\n{log}")
+                return False
+            if engine is None and not client.exists(store.HEARTBEAT):
+                quiet_since = quiet_since or time.monotonic()
+                if time.monotonic() - quiet_since > 10.0:
+                    console.print(f"[red]the flow stopped (no heartbeat for 10 s): {left:,} "
+                                  "events pending, processed once it runs again[/]")
+                    return False
+            else:
+                quiet_since = None
             status.update(f"waiting for the flow: {left:,} events pending")
             time.sleep(0.2)
+    console.print(f"[red]gave up waiting after {timeout:.0f} s[/]")
     return False
 
 
@@ -166,9 +185,10 @@ def replay(settings: Settings, file: str, wait: bool, console: Console) -> int:
     if file != "-" and not path.exists():
         console.print(f"[red]no such file: {file}[/]")
         return 2
-    engine = None
+    engine, running = None, False
     if not settings.redis_url:
         settings.redis_url = running_redis(settings)
+        running = bool(settings.redis_url)
     if not settings.redis_url:
         engine = Engine(settings, api=False).start()
     try:
@@ -177,12 +197,25 @@ def replay(settings: Settings, file: str, wait: bool, console: Console) -> int:
         except NotJsonLines as exc:
             console.print(f"[red]{file}: {exc}[/]")
             return 2
-        console.print(f"accepted {acc:,}, duplicates {dup:,}, dead-lettered {rej:,}")
+        from nextbest.cli import redacted
+
+        where = "its own engine" if engine else "the running engine" if running else "REDIS_URL"
+        console.print(f"accepted {acc:,}, duplicates {dup:,}, dead-lettered {rej:,} (into "
+                      f"{where}: Redis {redacted(str(settings.redis_url))}, data folder "
+                      f"{settings.data_dir})")
         flow_alive = connect.client(str(settings.redis_url)).exists(store.HEARTBEAT)
-        if (wait or engine) and (engine or flow_alive):
-            wait_drained(settings, console)
+        if (wait or engine) and not (engine or flow_alive):
+            console.print("no flow is running on this Redis: the events wait in its streams "
+                          "until one does (`nextbest up`)")
+        elif wait or engine:
+            if not wait_drained(settings, console, engine=engine):
+                return 1
             console.print("the flow has processed everything")
         return 0
+    except KeyboardInterrupt:
+        console.print("stopped waiting: what was accepted is kept, and the flow processes it "
+                      "when it runs")
+        return 130
     finally:
         if engine:
             engine.stop()

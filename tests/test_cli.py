@@ -94,6 +94,14 @@ def test_up_serves_until_interrupted(tmp_path: Path) -> None:
         assert httpx.get(url + "/v1/customers/u", headers=h).json()["features"]["click_count_1h"] == 1
         embedded = redis.Redis.from_url((tmp_path / "redis.url").read_text())
         assert embedded.config_get("appendfsync") == {"appendfsync": "always"}
+        # a second engine on the same folder is refused, and the first one is left alone (it
+        # started its own Redis on the same file and flow on the same snapshots, and the folder
+        # would not start again)
+        second = subprocess.run([*NEXTBEST, "up"], env=env(tmp_path, NEXTBEST_API_PORT=str(free_port())),
+                                capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1 and "another nextbest (pid" in second.stdout, second.stdout
+        assert httpx.get(url + "/readyz", timeout=5).status_code == 200
+        assert (tmp_path / "redis.url").exists()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -215,3 +223,32 @@ def test_a_sigterm_while_starting_stops_what_started(tmp_path: Path) -> None:
             for p in [*up.children(recursive=True), up]:
                 p.kill()
     assert not still_running(children, timeout=10)
+
+
+def test_settings_errors_name_the_setting_and_keep_the_keys_secret(tmp_path: Path) -> None:
+    from nextbest.cli import redacted
+
+    for keys, said in [('{"k-admin-0123456789": "admin"}', "NEXTBEST_API_KEYS: Input should be"),
+                       ('{"k-admin-0123456789": ["admin",}', "NEXTBEST_API_KEYS: not valid JSON")]:
+        res = subprocess.run([*NEXTBEST, "up"], env=env(tmp_path, NEXTBEST_API_KEYS=keys),
+                             capture_output=True, text=True, timeout=60)
+        assert res.returncode == 2 and said in res.stdout, res.stdout + res.stderr
+        assert "0123456789" not in res.stdout + res.stderr and "Traceback" not in res.stderr
+    assert redacted("redis://:s3cret@10.0.0.5:6379/0") == "redis://:***@10.0.0.5:6379/0"
+    assert redacted("redis://user:pw@h:1/0") == "redis://user:***@h:1/0"
+
+
+def test_replay_stops_waiting_for_a_flow_that_stopped(tmp_path: Path, redis_url: str) -> None:
+    """Replay waited up to an hour for a flow that had died; now it says so once the flow's
+    heartbeat has been gone 10 s (or at once when the flow it started itself exits)."""
+    from engine import store
+
+    redis.Redis.from_url(redis_url).set(store.HEARTBEAT, "1", ex=2)  # a flow, about to die
+    f = tmp_path / "events.jsonl"
+    f.write_text(json.dumps({"event_id": "h1", "type": "click", "ts": 1_767_225_600,
+                             "customer_id": "h"}) + "\n")
+    started = time.monotonic()
+    res = subprocess.run([*NEXTBEST, "replay", str(f)], env=env(tmp_path, REDIS_URL=redis_url),
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1 and "the flow stopped (no heartbeat for 10 s): 1 events" in res.stdout
+    assert "(into REDIS_URL:" in res.stdout and time.monotonic() - started < 60
