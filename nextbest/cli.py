@@ -120,7 +120,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     with _redis(settings) as ok:
         if not ok:
             return 2
-        levers = {k: float(v) for k, v in (x.split("=", 1) for x in args.lever)}
+        try:
+            levers = {k: float(v) for k, v in (x.split("=", 1) for x in args.lever)}
+        except ValueError:
+            console.print(f"[red]--lever takes offer=weight, e.g. gold_card=1.5: {args.lever}[/]")
+            return 2
+        if not 0.0 <= args.epsilon <= 1.0:
+            console.print(f"[red]--epsilon is a share, 0 to 1: {args.epsilon}[/]")
+            return 2
         evaluate.run(settings, levers, set(args.drop), args.epsilon, console)
         return 0
 
@@ -141,12 +148,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = ap.add_subparsers(dest="cmd", required=True)
     demo = sub.add_parser("demo", help="run everything against a simulated population")
     demo.add_argument("--duration", type=float, default=None, help="seconds (default: until Ctrl-C)")
-    demo.add_argument("--customers", type=int, default=3000)
-    demo.add_argument("--seed", type=int, default=7)
-    demo.add_argument("--port", type=int, default=None)
+    demo.add_argument("--customers", type=int, default=3000, help="simulated customers (default 3000)")
+    demo.add_argument("--seed", type=int, default=7, help="the simulation's random seed")
+    demo.add_argument("--port", type=int, default=None, help="the API's port (NEXTBEST_API_PORT)")
     demo.set_defaults(fn=cmd_demo)
     up = sub.add_parser("up", help="run the engine for real traffic until interrupted")
-    up.add_argument("--port", type=int, default=None)
+    up.add_argument("--port", type=int, default=None, help="the API's port (NEXTBEST_API_PORT)")
     up.set_defaults(fn=cmd_up)
     rp = sub.add_parser("replay", help="feed a JSON Lines file of events through the engine")
     rp.add_argument("file", help="JSON Lines, gzipped or not; - for standard input")
@@ -155,13 +162,14 @@ def main(argv: list[str] | None = None) -> int:
     rp.set_defaults(fn=cmd_replay)
     dl = sub.add_parser("deadletter", help="inspect the dead-letter stream, or replay it after a fix")
     dl.add_argument("action", choices=["list", "replay"])
-    dl.add_argument("--limit", type=int, default=50)
+    dl.add_argument("--limit", type=int, default=50, help="entries listed (default 50)")
     dl.add_argument("--contains", default=None, help="only entries whose reason or raw text has this")
     dl.set_defaults(fn=cmd_deadletter)
     ev = sub.add_parser("evaluate", help="off-policy estimates of another policy from the decision log")
     ev.add_argument("--lever", action="append", default=[], help="offer=weight (a catalog change)")
     ev.add_argument("--drop", action="append", default=[], help="an offer to remove")
-    ev.add_argument("--epsilon", type=float, default=0.05)
+    ev.add_argument("--epsilon", type=float, default=0.05,
+                    help="the evaluated policy's exploration share, 0 to 1 (default 0.05)")
     ev.set_defaults(fn=cmd_evaluate)
     args = ap.parse_args(argv)
     from pydantic import ValidationError

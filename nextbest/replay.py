@@ -23,7 +23,14 @@ from typing import IO
 
 import orjson
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 
 from config import Settings, connect
 from engine import sourcedrift, store
@@ -105,7 +112,9 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
     good: list[dict[str, object]] = []
     bad: list[tuple[bytes, str]] = []
     started = False  # a line taken: a first line that is not JSON stops the replay instead
-    columns = (TextColumn("[bold]replay"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    columns = (TextColumn("[bold]replay"), BarColumn(), TransferSpeedColumn(),
+               TextColumn("{task.fields[events]:,} events ({task.fields[rate]:,.0f}/s)"),
+               TimeElapsedColumn(), TimeRemainingColumn())
     counts = [0, 0, 0]  # accepted, duplicates, rejected
 
     def flush() -> None:  # in slices: one line may hold a whole exported table as an array
@@ -119,7 +128,8 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
 
     with Progress(*columns, console=console, transient=False) as progress, \
             _lines(path) as (fh, compressed, size):
-        task = progress.add_task("replay", total=size)
+        task = progress.add_task("replay", total=size, events=0, rate=0.0)
+        began = time.monotonic()
         for lineno, line in enumerate(fh, 1):
             if compressed is None:
                 progress.advance(task, len(line))
@@ -137,7 +147,11 @@ def feed(settings: Settings, path: Path, console: Console) -> tuple[int, int, in
             started = True
             if len(good) + len(bad) >= BATCH:
                 flush()
+                taken = sum(counts)
+                progress.update(task, events=taken, rate=taken / max(1e-3, time.monotonic() - began))
         flush()
+        taken = sum(counts)
+        progress.update(task, events=taken, rate=taken / max(1e-3, time.monotonic() - began))
     return counts[0], counts[1], counts[2]
 
 

@@ -37,6 +37,7 @@ def test_replay_starts_what_it_needs_and_waits_for_the_flow(tmp_path: Path) -> N
                          text=True, timeout=120)
     assert res.returncode == 0, res.stderr[-2000:]
     assert "accepted 300, duplicates 1, dead-lettered 1" in res.stdout
+    assert "302 events (" in res.stdout  # the progress counts events, with their rate
     assert "the flow has processed everything" in res.stdout
     # afterwards, with nothing running, the folder's data can still be inspected
     dl = subprocess.run([*NEXTBEST, "deadletter", "list"], env=env(tmp_path), capture_output=True,
@@ -45,6 +46,9 @@ def test_replay_starts_what_it_needs_and_waits_for_the_flow(tmp_path: Path) -> N
     ev = subprocess.run([*NEXTBEST, "evaluate"], env=env(tmp_path), capture_output=True, text=True,
                         timeout=60)
     assert ev.returncode == 0 and "nothing to evaluate" in ev.stdout, ev.stdout
+    bad = subprocess.run([*NEXTBEST, "evaluate", "--lever", "gold_card"], env=env(tmp_path),
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "--lever takes offer=weight" in bad.stdout, bad.stdout + bad.stderr
     none = subprocess.run([*NEXTBEST, "deadletter", "list"], env=env(tmp_path / "empty"),
                           capture_output=True, text=True, timeout=60)
     assert none.returncode == 2 and "no engine data" in none.stdout
