@@ -82,3 +82,14 @@ def queued(pipe: Any) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
     if hasattr(pipe, "command_stack"):
         return [(args, options) for args, options in pipe.command_stack]
     return [(c.args, c.kwargs) for c in pipe._execution_strategy._command_queue]  # asyncio cluster
+
+
+def redacted(url: str) -> str:
+    """A Redis URL as it may be shown: without its password.
+
+    >>> redacted("redis://:s3cret@10.0.0.5:6379/0"), redacted("redis://127.0.0.1:6379/0")
+    ('redis://:***@10.0.0.5:6379/0', 'redis://127.0.0.1:6379/0')
+    """
+    import re
+
+    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)

@@ -128,12 +128,8 @@ class Policy:
         """Offer id -> why the policy holds it back now."""
         out: dict[str, str] = {}
         imps = state.get("imp", [])
-        full = {}  # each cap counted once, not once per offer
-        for cap in self.caps:
-            n = sum(1 for ts, ch, k, *_ in imps
-                    if now - ts < cap.window_days * DAY and cap.counts(k, ch))
-            if n >= cap.max:
-                full[cap.name] = (cap, f"contact cap {cap.name}: {n} in {cap.window_days:g} days")
+        full = {cap.name: (cap, f"contact cap {cap.name}: {n} in {cap.window_days:g} days")
+                for cap, n in self.used(imps, now) if n >= cap.max}  # each counted once
         on_show = showing(imps, channel, now, self.same_contact_minutes * 60.0) if full else set()
         for offer_id, kind in offers:
             rej, acc = state.get("rej", {}).get(offer_id), state.get("acc", {}).get(offer_id)
@@ -150,12 +146,19 @@ class Policy:
                         break
         return out
 
+    def used(self, imps: list[list[Any]], now: float) -> list[tuple[Cap, int]]:
+        """Each cap with the contacts it counts in its window as of `now`."""
+        return [(cap, sum(1 for ts, ch, k, *_ in imps
+                          if now - ts < cap.window_days * DAY and cap.counts(k, ch)))
+                for cap in self.caps]
 
     def within_caps(self, state: dict[str, Any], ranked: list[tuple[str, str]],
-                    channel: str | None, now: float) -> dict[str, str]:
+                    channel: str | None, now: float, again: set[str] | None = None,
+                    ) -> dict[str, str]:
         """Offer id -> the cap it would overrun, for the offers of one decision (best first)
         past what the caps leave room for: `blocked` holds back what a full cap allows no
-        more of; this, what one decision of many offers would take past it.
+        more of; this, what one decision of many offers would take past it. `again`: the
+        offers on show on the channel (`showing`), when the caller has them already.
 
         >>> p = Policy(caps=[Cap("marketing_per_week", 7, 3, kinds=["offer"])])
         >>> p.within_caps({"imp": [[0.0, "web", "offer", "o1"]]},
@@ -164,9 +167,9 @@ class Policy:
         {'o4': 'contact cap marketing_per_week: 3 in 7 days'}
         """
         imps = state.get("imp", [])
-        room = {cap.name: cap.max - sum(1 for ts, ch, k, *_ in imps if now - ts < cap.window_days
-                                        * DAY and cap.counts(k, ch)) for cap in self.caps}
-        again = showing(imps, channel, now, self.same_contact_minutes * 60.0)
+        room = {cap.name: cap.max - n for cap, n in self.used(imps, now)}
+        if again is None:
+            again = showing(imps, channel, now, self.same_contact_minutes * 60.0)
         out: dict[str, str] = {}
         for offer_id, kind in ranked:
             caps = [] if offer_id in again else [c for c in self.caps if c.counts(kind, channel)]
@@ -185,16 +188,19 @@ def showing(imps: list[list[Any]], channel: str | None, now: float, within_s: fl
 
 
 def record(state: dict[str, Any], served: list[tuple[str, str]], channel: str | None,
-           now: float, same_contact_s: float = 0.0) -> dict[str, Any]:
+           now: float, same_contact_s: float = 0.0, again: set[str] | None = None,
+           ) -> dict[str, Any]:
     """The state after serving `served` (offer id, kind) on `channel` at `now`: one impression
     `[ts, channel, kind, offer]` per contact; an offer shown on the channel less than
-    `same_contact_s` ago is the same contact, its impression moved to `now`.
+    `same_contact_s` ago is the same contact, its impression moved to `now` (`again`: those
+    offers, when the caller has them already).
 
     >>> s = record({}, [("o1", "offer")], "web", 0.0, 1800.0)
     >>> record(s, [("o1", "offer")], "web", 600.0, 1800.0)["imp"]
     [[600.0, 'web', 'offer', 'o1']]
     """
-    again = showing(state.get("imp", []), channel, now, same_contact_s)
+    if again is None:
+        again = showing(state.get("imp", []), channel, now, same_contact_s)
     ids = {offer for offer, _ in served if offer in again}
     imps = [i for i in state.get("imp", []) if now - i[0] < KEEP_DAYS * DAY
             and not (len(i) > 3 and i[3] in ids and i[1] == channel)]

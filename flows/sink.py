@@ -16,7 +16,8 @@ from bytewax.outputs import DynamicSink, StatelessSinkPartition
 
 from config import connect
 from config.wire import SyncWire, usable
-from engine import policy, store
+from engine import store
+from flows import follow
 
 SWEEP_EVERY_S = 3600.0  # event time between silence sweeps
 SWEEP_BATCH = 2000  # watched customers ticked per round of a sweep
@@ -148,8 +149,8 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             pipe.execute()
         elif commands := connect.queued(pipe):
             self.wire.execute(commands)  # the first error reply is raised
-        self.hand_over(handovers)
-        self.merge_contacts(signed_in)
+        follow.hand_over(self.client, handovers)
+        follow.merge_contacts(self.client, signed_in)
         self.alerts_since_trim += alerts
         if self.alerts_since_trim >= TRIM_EVERY:
             self.alerts_since_trim = 0
@@ -188,66 +189,6 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
             key = store.customer_alerts(alert["customer_id"])
             pipe.zadd(key, {aid: ts})
             pipe.zremrangebyrank(key, 0, -PER_CUSTOMER_ALERTS - 1)
-
-    def merge_contacts(self, signed_in: list[tuple[str, str]]) -> None:
-        """What each visitor was shown and answered joins their customer's contact history, so
-        a sign-in neither resets the caps nor brings back an offer just rejected. One round
-        trip reads every sign-in of the batch (most visitors were shown nothing), a second
-        writes only where there is something to merge."""
-        if not signed_in:
-            return
-        pipe = self.client.pipeline(transaction=False)
-        for visitor, cid in signed_in:
-            for key in (store.contact(visitor), store.contact(cid)):
-                pipe.hgetall(key)
-                pipe.ttl(key)
-        read = pipe.execute()
-        merged: dict[str, tuple[dict[bytes, bytes], int]] = {}  # customer: (hash, ttl)
-        for i, (visitor, cid) in enumerate(signed_in):
-            theirs, their_ttl, mine, my_ttl = read[4 * i:4 * i + 4]
-            if not theirs:
-                continue
-            mine, my_ttl = merged.get(cid, (mine, my_ttl))  # two visitors of one customer
-            merged[cid] = (policy.merged_hash(theirs, mine), max(their_ttl, my_ttl))
-            pipe.delete(store.contact(visitor))
-        for cid, (contact, ttl) in merged.items():
-            pipe.hset(store.contact(cid), mapping=contact)
-            if ttl > 0:  # contact history lives as long as the longer of the two
-                pipe.expire(store.contact(cid), ttl)
-        if merged:
-            pipe.execute()
-
-    def hand_over(self, handovers: list[tuple[str, str, str]]) -> None:
-        """The customers' open alerts that were the old owner's become the new owner's (as a
-        CRM moves open tasks with an account): listed under `owner=<new>`. Acknowledged ones
-        stay as they were handled; the live stream and webhooks told the old owner. A batch's
-        hand-overs (a territory moved at once) share their round trips."""
-        if not handovers:
-            return
-        steps: dict[str, list[tuple[str, str]]] = {}  # customer: (old, new) in order
-        for cid, old, new in handovers:
-            steps.setdefault(cid, []).append((old, new))
-        pipe = self.client.pipeline(transaction=False)
-        for cid in steps:
-            pipe.zrange(store.customer_alerts(cid), 0, -1)
-        customer_of = {aid: cid for cid, ids in zip(steps, pipe.execute()) for aid in ids}
-        if not customer_of:
-            return
-        ids = list(customer_of)
-        pipe.hmget(store.ALERT_DOCS, ids)
-        pipe.hmget(store.ALERT_STATUS, ids)
-        docs, statuses = pipe.execute()
-        moved = {}
-        for aid, raw, status in zip(ids, docs, statuses):
-            if raw is not None and status is None:  # open: no status written yet
-                alert = store.decode(raw)
-                owner = alert.get("owner")
-                for old, new in steps[customer_of[aid]]:  # A to B, then B to C: C's
-                    owner = new if owner == old else owner
-                if owner != alert.get("owner"):
-                    moved[aid] = store.encode({**alert, "owner": owner})
-        if moved:
-            self.client.hset(store.ALERT_DOCS, mapping=moved)
 
     def trim_alerts(self) -> None:
         """Keep the alert index and documents as long as the alert stream (oldest out)."""
@@ -305,7 +246,7 @@ class _Writer(StatelessSinkPartition[tuple[Any, ...]]):
 
     def _erase(self, pipe: Any, cid: str, anon_ids: list[str], decisions: list[str],
                record: tuple[Any, ...] = (None, None, None, None)) -> None:
-        p, entry_id, event_id, ts = (*record, None)[:4]
+        p, entry_id, event_id, ts = record
         if p is not None and entry_id:  # the erase record names the customer: remove it too
             pipe.xdel(store.stream(p), entry_id)
             pipe.delete(store.seen(p, event_id, self.cluster))

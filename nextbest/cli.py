@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from rich.console import Console
 
 from config import Settings
+from config.connect import redacted
 
 console = Console()
 
@@ -130,17 +131,6 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             return 2
         evaluate.run(settings, levers, set(args.drop), args.epsilon, console)
         return 0
-
-
-def redacted(url: str) -> str:
-    """A Redis URL as it may be shown: without its password.
-
-    >>> redacted("redis://:s3cret@10.0.0.5:6379/0"), redacted("redis://127.0.0.1:6379/0")
-    ('redis://:***@10.0.0.5:6379/0', 'redis://127.0.0.1:6379/0')
-    """
-    import re
-
-    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
 
 
 def main(argv: list[str] | None = None) -> int:

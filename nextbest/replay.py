@@ -211,11 +211,9 @@ def replay(settings: Settings, file: str, wait: bool, console: Console) -> int:
         except NotJsonLines as exc:
             console.print(f"[red]{file}: {exc}[/]")
             return 2
-        from nextbest.cli import redacted
-
         where = "its own engine" if engine else "the running engine" if running else "REDIS_URL"
         console.print(f"accepted {acc:,}, duplicates {dup:,}, dead-lettered {rej:,} (into "
-                      f"{where}: Redis {redacted(str(settings.redis_url))}, data folder "
+                      f"{where}: Redis {connect.redacted(str(settings.redis_url))}, data folder "
                       f"{settings.data_dir})")
         flow_alive = connect.client(str(settings.redis_url)).exists(store.HEARTBEAT)
         if (wait or engine) and not (engine or flow_alive):

@@ -230,7 +230,7 @@ def test_a_sigterm_while_starting_stops_what_started(tmp_path: Path) -> None:
 
 
 def test_settings_errors_name_the_setting_and_keep_the_keys_secret(tmp_path: Path) -> None:
-    from nextbest.cli import redacted
+    from config.connect import redacted
 
     for keys, said in [('{"k-admin-0123456789": "admin"}', "NEXTBEST_API_KEYS: Input should be"),
                        ('{"k-admin-0123456789": ["admin",}', "NEXTBEST_API_KEYS: not valid JSON")]:

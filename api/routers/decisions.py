@@ -107,9 +107,11 @@ async def run_decision(st: Any, body: DecisionIn, cid: str, contacts: int | None
     d = decide(catalog, st.models.offers, profile, req, x, now, st.rng, st.settings.epsilon,
                st.settings.control_share, blocked=blocked, exploration=st.settings.exploration,
                lead=lead, scorer=st.models.offer_scorer)
+    same_contact_s = st.policy.value.same_contact_minutes * 60.0  # offers on show: one contact
+    again = policy.showing(contact_state.get("imp", []), body.channel, now, same_contact_s)
     if over := st.policy.value.within_caps(contact_state, [(s.offer.id, s.offer.kind)
                                                           for s in d.ranked[:contacts]],
-                                           body.channel, now):
+                                           body.channel, now, again):
         d.ranked = [s for s in d.ranked if s.offer.id not in over]  # never the first: it fit
         d.rejected.update(over)
     if not personal:
@@ -125,8 +127,6 @@ async def run_decision(st: Any, body: DecisionIn, cid: str, contacts: int | None
         "candidates": {c.offer.id: [round(c.propensity, 5), round((c.offer.value or 1.0) * c.offer.lever, 4)]
                        for c in d.candidates},
     }
-    same_contact_s = st.policy.value.same_contact_minutes * 60.0
-    again = policy.showing(contact_state.get("imp", []), body.channel, now, same_contact_s)
     if repeat := [s.offer.id for s in d.ranked if s.offer.id in again]:
         record["repeat"] = repeat  # the same contact: one impression (engine/responses.py)
     pipe = st.redis.pipeline(transaction=False)
@@ -138,7 +138,7 @@ async def run_decision(st: Any, body: DecisionIn, cid: str, contacts: int | None
     path = "empty"
     if d.ranked:
         served = policy.record(contact_state, [(s.offer.id, s.offer.kind) for s in d.ranked[:contacts]],
-                               body.channel, now, same_contact_s)
+                               body.channel, now, same_contact_s, again)
         # a lead kept for consistency keeps its first time: the window does not slide
         kept = lead is not None and d.ranked[0].offer.id == lead
         lead_entry = contact_state["lead"] if kept else [d.ranked[0].offer.id, now, body.channel]
